@@ -1,0 +1,1 @@
+"""tradewatch application layer."""

@@ -1,0 +1,1 @@
+"""tradewatch infrastructure layer."""

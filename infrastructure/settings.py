@@ -1,0 +1,96 @@
+"""Settings: environment variables (``TRADEWATCH_*``) first, then ``tradewatch.toml``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_HOME = Path("~/.local/share/tradewatch")
+
+
+def config_file() -> Path:
+    """``$TRADEWATCH_CONFIG``, else ``tradewatch.toml`` in the working directory."""
+    return Path(os.environ.get("TRADEWATCH_CONFIG", "tradewatch.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything tradewatch can be told. Secrets come from the environment, never the repo."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADEWATCH_", extra="ignore")
+
+    home: Path = Field(default=DEFAULT_HOME, description="Data directory (SQLite file, secrets).")
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///relative.db, sqlite:////absolute.db or postgresql://user:pass@host:port/db",
+    )
+    breakeven_pct: float = Field(default=0.5, ge=0, description="±P&L % that counts as breakeven.")
+    starting_balance: float = Field(
+        default=10_000.0, gt=0, description="Equity before the first trade."
+    )
+    timezone: str = Field(default="UTC", description="Time zone of 'today' in reports.")
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, home: Path) -> Path:
+        return home.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment, then the TOML file."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_file()))
+
+    @property
+    def database(self) -> str:
+        """The effective database URL (the SQLite file under ``home`` by default)."""
+        return self.database_url or f"sqlite:///{self.home / 'tradewatch.db'}"
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///`` URL (three slashes: relative path; four: absolute)."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite:/// URL: {url!r}")
+    path = unquote(url[len("sqlite:///") :])
+    if not path:
+        raise ValueError("the SQLite URL names no file")
+    return path
+
+
+def eventsourcing_env(url: str) -> dict[str, str]:
+    """The eventsourcing library's settings for a database URL."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        path = sqlite_path(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+    if scheme in ("postgresql", "postgres"):
+        parts = urlsplit(url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        }
+    raise ValueError(
+        f"TRADEWATCH_DATABASE_URL must start with sqlite:/// or postgresql://, not {url!r}"
+    )

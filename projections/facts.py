@@ -1,0 +1,93 @@
+"""Stored events as the projections read them: decoded once, cheaply, with no domain objects.
+
+Projections work on the stored JSON rather than on rebuilt domain event objects:
+it is the published form of the facts, and decoding it is the raw limit of a replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+from eventsourcing.persistence import ApplicationRecorder
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One stored event: its position in the log, its aggregate, kind and decoded state."""
+
+    id: int
+    aggregate_id: str
+    version: int
+    kind: str
+    state: dict[str, Any]
+
+    @property
+    def event_id(self) -> str:
+        """The event's stable id, ``<aggregate uuid>:<version>``."""
+        return f"{self.aggregate_id}:{self.version}"
+
+    @property
+    def recorded_at(self) -> datetime:
+        """When the event was recorded."""
+        return as_time(self.state["timestamp"])
+
+    @property
+    def business_time(self) -> datetime:
+        """When the fact happened in the market (its ``at``), else when it was recorded."""
+        at = self.state.get("at")
+        return as_time(at) if at is not None else self.recorded_at
+
+
+def as_time(value: Any) -> datetime:
+    """Decode a stored datetime (``{"_type_": "datetime_iso", "_data_": ...}`` or ISO text)."""
+    if isinstance(value, dict):
+        value = value["_data_"]
+    return datetime.fromisoformat(value)
+
+
+def kind_of(topic: str) -> str:
+    """``domain.trade:Trade.ExitRecorded`` → ``Trade.ExitRecorded``."""
+    return topic.rpartition(":")[2]
+
+
+class EventLog(Protocol):
+    """The application's notification log, read in order."""
+
+    def read(self, after: int, limit: int, until: int | None = None) -> Sequence[Fact]:
+        """Up to ``limit`` facts with ids > ``after`` (and <= ``until`` when given)."""
+        ...
+
+    def last_id(self) -> int:
+        """The id of the last stored event, 0 when the log is empty."""
+        ...
+
+
+class RecorderLog:
+    """An :class:`EventLog` over an eventsourcing application recorder (SQLite or PostgreSQL)."""
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self.recorder = recorder
+
+    def read(self, after: int, limit: int, until: int | None = None) -> Sequence[Fact]:
+        """Decode a page of notifications."""
+        notifications = self.recorder.select_notifications(
+            after, limit, stop=until, inclusive_of_start=False
+        )
+        return [
+            Fact(
+                n.id,
+                str(n.originator_id),
+                n.originator_version,
+                kind_of(n.topic),
+                orjson.loads(n.state),
+            )
+            for n in notifications
+        ]
+
+    def last_id(self) -> int:
+        """The largest notification id."""
+        return self.recorder.max_notification_id() or 0

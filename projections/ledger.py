@@ -1,0 +1,323 @@
+"""The ledger read model: one row per signal and one row per trade, P&L computed on projection.
+
+The outcome threshold is applied here, when projecting, so a replay with another
+threshold recomputes every outcome (``config`` changes, and the engine replays).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from domain.pnl import DEFAULT_BREAKEVEN_PCT, classify, hold_minutes, trade_pnl
+from domain.signal import signal_uuid
+from domain.values import Direction
+from projections.engine import Table
+from projections.facts import Fact, as_time
+from projections.store import Cursor
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def stamp(moment: datetime) -> str:
+    """A UTC time as fixed-width text, so that text order is time order in any database."""
+    return moment.strftime(TIME_FORMAT)
+
+
+SIGNALS = Table(
+    name="signals",
+    columns=(
+        "id TEXT NOT NULL",
+        "signal_id TEXT NOT NULL",
+        "kind TEXT NOT NULL",
+        "symbol TEXT NOT NULL",
+        "direction TEXT NOT NULL",
+        "source TEXT NOT NULL",
+        "at TEXT NOT NULL",
+        "confidence DOUBLE PRECISION",
+        "entry_low DOUBLE PRECISION",
+        "entry_high DOUBLE PRECISION",
+        "stop_loss DOUBLE PRECISION",
+        "take_profit DOUBLE PRECISION",
+        "position_size DOUBLE PRECISION",
+        "timeframe TEXT",
+        "model_version TEXT",
+        "theories TEXT NOT NULL",
+        "quality_gates TEXT NOT NULL",
+        "inputs_digest TEXT",
+        "controller_status TEXT NOT NULL",
+        "size_multiplier DOUBLE PRECISION NOT NULL",
+        "controller_decision_id TEXT",
+        "blocked INTEGER NOT NULL",
+        "state TEXT NOT NULL",
+        "skip_reason TEXT",
+        "notification_id BIGINT NOT NULL",
+    ),
+    primary_key="id",
+    indexes=("signal_id", "at"),
+)
+
+TRADES = Table(
+    name="trades",
+    columns=(
+        "id TEXT NOT NULL",
+        "signal_id TEXT NOT NULL",
+        "symbol TEXT NOT NULL",
+        "direction TEXT NOT NULL",
+        "source TEXT NOT NULL",
+        "status TEXT NOT NULL",
+        "entry_time TEXT NOT NULL",
+        "entry_price DOUBLE PRECISION NOT NULL",
+        "qty DOUBLE PRECISION NOT NULL",
+        "entry_fee DOUBLE PRECISION NOT NULL",
+        "exit_time TEXT",
+        "exit_price DOUBLE PRECISION",
+        "exit_fee DOUBLE PRECISION",
+        "exit_reason TEXT",
+        "fees DOUBLE PRECISION NOT NULL",
+        "pnl_quote DOUBLE PRECISION",
+        "pnl_pct DOUBLE PRECISION",
+        "outcome TEXT",
+        "hold_minutes DOUBLE PRECISION",
+        "stop_loss DOUBLE PRECISION",
+        "take_profit DOUBLE PRECISION",
+        "confidence DOUBLE PRECISION",
+        "model_version TEXT",
+        "theories TEXT NOT NULL",
+        "forced INTEGER NOT NULL",
+        "corrections INTEGER NOT NULL",
+        "entry_notification_id BIGINT NOT NULL",
+        "exit_notification_id BIGINT",
+    ),
+    primary_key="id",
+    indexes=("signal_id", "status", "exit_time"),
+)
+
+_SIGNAL_COLUMNS = [c.split()[0] for c in SIGNALS.columns]
+_TRADE_COLUMNS = [c.split()[0] for c in TRADES.columns]
+
+
+class LedgerProjection:
+    """Projects Signal and Trade events into the ``signals`` and ``trades`` tables."""
+
+    name = "ledger"
+    tables = (SIGNALS, TRADES)
+
+    def __init__(self, breakeven_pct: float = DEFAULT_BREAKEVEN_PCT) -> None:
+        self.breakeven_pct = breakeven_pct
+
+    def config(self) -> str:
+        """The outcome threshold: changing it recomputes every outcome on replay."""
+        return f"breakeven_pct={self.breakeven_pct!r}"
+
+    def apply(self, cursor: Cursor, tables: Mapping[str, str], facts: Sequence[Fact]) -> None:
+        """Apply a batch: load the rows it touches, change them in memory, upsert once."""
+        signals_table, trades_table = tables["signals"], tables["trades"]
+        relevant = [f for f in facts if f.kind.startswith(("Signal.", "Trade."))]
+        if not relevant:
+            return
+        signals = _load(cursor, signals_table, _SIGNAL_COLUMNS, _signal_keys(relevant))
+        trades = _load(cursor, trades_table, _TRADE_COLUMNS, _trade_keys(relevant))
+        dirty_signals: set[str] = set()
+        dirty_trades: set[str] = set()
+        for fact in relevant:
+            handler = getattr(self, "_" + fact.kind.replace(".", "_"), None)
+            if handler is None:
+                continue
+            touched_signal, touched_trade = handler(fact, signals, trades)
+            if touched_signal:
+                dirty_signals.add(touched_signal)
+            if touched_trade:
+                dirty_trades.add(touched_trade)
+        _upsert(cursor, signals_table, _SIGNAL_COLUMNS, (signals[k] for k in dirty_signals))
+        _upsert(cursor, trades_table, _TRADE_COLUMNS, (trades[k] for k in dirty_trades))
+
+    # Handlers: each returns (touched signal key, touched trade key) -------------------
+
+    def _Signal_Recorded(  # noqa: N802
+        self, fact: Fact, signals: dict[str, dict[str, Any]], trades: dict[str, dict[str, Any]]
+    ) -> tuple[str | None, str | None]:
+        s = fact.state
+        signals[fact.aggregate_id] = {
+            "id": fact.aggregate_id,
+            "signal_id": s["signal_id"],
+            "kind": fact.kind.rpartition(".")[2].lower(),
+            "symbol": s["symbol"],
+            "direction": s["direction"],
+            "source": s["source"],
+            "at": stamp(as_time(s["at"])),
+            "confidence": s["confidence"],
+            "entry_low": s["entry_low"],
+            "entry_high": s["entry_high"],
+            "stop_loss": s["stop_loss"],
+            "take_profit": s["take_profit"],
+            "position_size": s["position_size"],
+            "timeframe": s["timeframe"],
+            "model_version": s["model_version"],
+            "theories": orjson.dumps(s["theories"]).decode(),
+            "quality_gates": orjson.dumps(s["quality_gates"]).decode(),
+            "inputs_digest": s["inputs_digest"],
+            "controller_status": s["controller_status"],
+            "size_multiplier": s["size_multiplier"],
+            "controller_decision_id": s["controller_decision_id"],
+            "blocked": int(s["blocked"]),
+            "state": "pending",
+            "skip_reason": None,
+            "notification_id": fact.id,
+        }
+        return fact.aggregate_id, None
+
+    _Signal_Generated = _Signal_Recorded
+
+    def _Signal_Skipped(  # noqa: N802
+        self, fact: Fact, signals: dict[str, dict[str, Any]], trades: dict[str, dict[str, Any]]
+    ) -> tuple[str | None, str | None]:
+        row = signals.get(fact.aggregate_id)
+        if row is None:
+            return None, None
+        row["state"] = "skipped"
+        row["skip_reason"] = fact.state["reason"]
+        return fact.aggregate_id, None
+
+    def _Trade_EntryRecorded(  # noqa: N802
+        self, fact: Fact, signals: dict[str, dict[str, Any]], trades: dict[str, dict[str, Any]]
+    ) -> tuple[str | None, str | None]:
+        s = fact.state
+        signal_key = str(signal_uuid(s["signal_id"]))
+        signal = signals.get(signal_key)
+        trades[fact.aggregate_id] = {
+            "id": fact.aggregate_id,
+            "signal_id": s["signal_id"],
+            "symbol": s["symbol"],
+            "direction": s["direction"],
+            "source": s["source"],
+            "status": "open",
+            "entry_time": stamp(as_time(s["at"])),
+            "entry_price": s["price"],
+            "qty": s["qty"],
+            "entry_fee": s["fee"],
+            "exit_time": None,
+            "exit_price": None,
+            "exit_fee": None,
+            "exit_reason": None,
+            "fees": s["fee"],
+            "pnl_quote": None,
+            "pnl_pct": None,
+            "outcome": None,
+            "hold_minutes": None,
+            "stop_loss": s["stop_loss"],
+            "take_profit": s["take_profit"],
+            "confidence": signal["confidence"] if signal else None,
+            "model_version": signal["model_version"] if signal else None,
+            "theories": signal["theories"] if signal else "{}",
+            "forced": int(s["forced"]),
+            "corrections": 0,
+            "entry_notification_id": fact.id,
+            "exit_notification_id": None,
+        }
+        if signal is None:
+            return None, fact.aggregate_id
+        signal["state"] = "traded"
+        return signal_key, fact.aggregate_id
+
+    def _Trade_EntryCorrected(  # noqa: N802
+        self, fact: Fact, signals: dict[str, dict[str, Any]], trades: dict[str, dict[str, Any]]
+    ) -> tuple[str | None, str | None]:
+        row = trades.get(fact.aggregate_id)
+        if row is None:
+            return None, None
+        s = fact.state
+        row.update(
+            entry_time=stamp(as_time(s["at"])),
+            entry_price=s["price"],
+            qty=s["qty"],
+            entry_fee=s["fee"],
+            corrections=row["corrections"] + 1,
+        )
+        self._settle(row)
+        return None, fact.aggregate_id
+
+    def _Trade_ExitRecorded(  # noqa: N802
+        self, fact: Fact, signals: dict[str, dict[str, Any]], trades: dict[str, dict[str, Any]]
+    ) -> tuple[str | None, str | None]:
+        row = trades.get(fact.aggregate_id)
+        if row is None:
+            return None, None
+        s = fact.state
+        row.update(
+            status="closed",
+            exit_time=stamp(as_time(s["at"])),
+            exit_price=s["price"],
+            exit_fee=s["fee"],
+            exit_reason=s["reason"],
+            exit_notification_id=fact.id,
+        )
+        self._settle(row)
+        return None, fact.aggregate_id
+
+    def _settle(self, row: dict[str, Any]) -> None:
+        """Recompute fees, P&L, outcome and hold time of a trade row from its entry and exit."""
+        exit_fee = row["exit_fee"] or 0.0
+        row["fees"] = row["entry_fee"] + exit_fee
+        if row["exit_price"] is None:
+            return
+        pnl = trade_pnl(
+            Direction(row["direction"]),
+            row["entry_price"],
+            row["exit_price"],
+            row["qty"],
+            row["fees"],
+        )
+        row["pnl_quote"] = pnl.net_quote
+        row["pnl_pct"] = pnl.pct
+        row["outcome"] = classify(pnl.pct, self.breakeven_pct).value
+        row["hold_minutes"] = hold_minutes(
+            datetime.strptime(row["entry_time"], TIME_FORMAT),
+            datetime.strptime(row["exit_time"], TIME_FORMAT),
+        )
+
+
+def _signal_keys(facts: Iterable[Fact]) -> set[str]:
+    keys = set()
+    for fact in facts:
+        if fact.kind == "Signal.Skipped":
+            keys.add(fact.aggregate_id)
+        elif fact.kind == "Trade.EntryRecorded":
+            keys.add(str(signal_uuid(fact.state["signal_id"])))
+    return keys
+
+
+def _trade_keys(facts: Iterable[Fact]) -> set[str]:
+    return {
+        f.aggregate_id for f in facts if f.kind in ("Trade.EntryCorrected", "Trade.ExitRecorded")
+    }
+
+
+def _load(
+    cursor: Cursor, table: str, columns: list[str], keys: set[str]
+) -> dict[str, dict[str, Any]]:
+    """Rows of ``table`` with these ids, keyed by id (in chunks the databases accept)."""
+    found: dict[str, dict[str, Any]] = {}
+    wanted = sorted(keys)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        cursor.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE id IN ({marks})", chunk)
+        for row in cursor.fetchall():
+            found[row[0]] = dict(zip(columns, row, strict=True))
+    return found
+
+
+def _upsert(cursor: Cursor, table: str, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    values = [[row[c] for c in columns] for row in rows]
+    if not values:
+        return
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    cursor.executemany(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}",
+        values,
+    )

@@ -1,0 +1,205 @@
+"""Reports read from the ledger read model: stats, positions, trades, theories, calibration.
+
+Reports never walk the event log; they query the ``trades`` and ``signals`` tables and
+hand the rows to the metric definitions in :mod:`projections.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from projections.ledger import TIME_FORMAT, stamp
+from projections.metrics import ClosedTrade, calibration_report, performance, theory_attribution
+from projections.store import ReadStore
+
+
+@dataclass(frozen=True)
+class TradeFilter:
+    """Which trades a report covers: a window of days back from now, and optional matches."""
+
+    days: int | None = None
+    source: str | None = None
+    symbol: str | None = None
+    direction: str | None = None
+
+    def describe(self) -> str:
+        """Human summary, e.g. ``last 30 days, source v7``."""
+        parts = [f"last {self.days} days" if self.days else "all time"]
+        parts += [
+            f"{k} {v}"
+            for k, v in (
+                ("source", self.source),
+                ("symbol", self.symbol),
+                ("direction", self.direction),
+            )
+            if v
+        ]
+        return ", ".join(parts)
+
+
+def parse_time(text: str) -> datetime:
+    """A stored fixed-width UTC time back to a datetime."""
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+_CLOSED_COLUMNS = (
+    "signal_id, symbol, direction, source, entry_time, exit_time, pnl_pct, pnl_quote, outcome, "
+    "confidence, model_version, theories"
+)
+_TRADE_COLUMNS = (
+    "signal_id, symbol, direction, source, status, entry_time, entry_price, qty, fees, exit_time, "
+    "exit_price, exit_reason, pnl_pct, pnl_quote, outcome, hold_minutes"
+)
+
+
+class Reports:
+    """The read side of the ledger, as of ``now`` (the wall clock unless fixed for time travel)."""
+
+    def __init__(
+        self,
+        store: ReadStore,
+        *,
+        starting_balance: float,
+        timezone: str = "UTC",
+        now: datetime | None = None,
+    ) -> None:
+        self.store = store
+        self.starting_balance = starting_balance
+        self.zone = ZoneInfo(timezone)
+        self._now = now
+
+    @property
+    def now(self) -> datetime:
+        """The moment reports speak of."""
+        return self._now or datetime.now(UTC)
+
+    def today(self) -> Any:
+        """Today's date in the configured time zone."""
+        return self.now.astimezone(self.zone).date()
+
+    def _where(self, flt: TradeFilter, *, closed: bool) -> tuple[str, list[Any]]:
+        clauses = ["status = 'closed'"] if closed else []
+        params: list[Any] = []
+        if flt.days is not None and closed:
+            clauses.append("exit_time >= ?")
+            params.append(stamp((self.now - timedelta(days=flt.days)).astimezone(UTC)))
+        for column in ("source", "symbol", "direction"):
+            value = getattr(flt, column)
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value.upper() if column == "symbol" else value)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def closed_trades(self, flt: TradeFilter = TradeFilter()) -> list[ClosedTrade]:
+        """Closed trades matching ``flt``, as the metrics see them."""
+        where, params = self._where(flt, closed=True)
+        with self.store.reading() as cur:
+            cur.execute(f"SELECT {_CLOSED_COLUMNS} FROM trades{where}", params)
+            rows = cur.fetchall()
+        return [
+            ClosedTrade(
+                signal_id=r[0],
+                symbol=r[1],
+                direction=r[2],
+                source=r[3],
+                entry_time=parse_time(r[4]),
+                exit_time=parse_time(r[5]),
+                pnl_pct=r[6],
+                pnl_quote=r[7],
+                outcome=r[8],
+                confidence=r[9],
+                model_version=r[10],
+                theories=orjson.loads(r[11]),
+            )
+            for r in rows
+        ]
+
+    def stats(self, flt: TradeFilter = TradeFilter()) -> dict[str, Any]:
+        """The performance report (see ``docs/metrics.md``) plus open positions."""
+        window_start = (self.now - timedelta(days=flt.days)).date() if flt.days else None
+        report = performance(
+            self.closed_trades(flt),
+            starting_balance=self.starting_balance,
+            today=self.today(),
+            window_start=window_start,
+        )
+        report["open_positions"] = len(self.positions(flt))
+        report["as_of"] = self.now.isoformat()
+        report["filter"] = {
+            "days": flt.days,
+            "source": flt.source,
+            "symbol": flt.symbol,
+            "direction": flt.direction,
+        }
+        return report
+
+    def positions(self, flt: TradeFilter = TradeFilter()) -> list[dict[str, Any]]:
+        """Open trades, oldest first."""
+        where, params = self._where(flt, closed=False)
+        where = (where + " AND " if where else " WHERE ") + "status = 'open'"
+        return self._trades(f"{where} ORDER BY entry_time", params)
+
+    def trades(self, flt: TradeFilter = TradeFilter(), limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent trades (open or closed), newest entry first."""
+        where, params = self._where(flt, closed=False)
+        return self._trades(f"{where} ORDER BY entry_time DESC LIMIT ?", [*params, limit])
+
+    def _trades(self, tail: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        names = [c.strip() for c in _TRADE_COLUMNS.split(",")]
+        with self.store.reading() as cur:
+            cur.execute(f"SELECT {_TRADE_COLUMNS} FROM trades{tail}", params)
+            rows = cur.fetchall()
+        out = []
+        for row in rows:
+            item = dict(zip(names, row, strict=True))
+            for key in ("entry_time", "exit_time"):
+                if item[key] is not None:
+                    item[key] = parse_time(item[key]).isoformat()
+            out.append(item)
+        return out
+
+    def theories(self, flt: TradeFilter = TradeFilter()) -> list[dict[str, object]]:
+        """Per-theory attribution over all signals and the closed trades matching ``flt``."""
+        clauses, params = [], []
+        for column in ("source", "symbol", "direction"):
+            value = getattr(flt, column)
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value.upper() if column == "symbol" else value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self.store.reading() as cur:
+            cur.execute(f"SELECT signal_id, theories FROM signals{where}", params)
+            signals = [(sid, orjson.loads(theories)) for sid, theories in cur.fetchall()]
+        return theory_attribution(signals, self.closed_trades(flt))
+
+    def calibration(self, flt: TradeFilter = TradeFilter()) -> dict[str, object]:
+        """Reliability of model confidence: overall, per model version, per symbol."""
+        return calibration_report(self.closed_trades(flt))
+
+    def equity(self, flt: TradeFilter = TradeFilter()) -> dict[str, Any]:
+        """The equity curve, daily P&L and drawdown figures."""
+        report = self.stats(flt)
+        keys = (
+            "starting_balance",
+            "final_equity",
+            "max_drawdown",
+            "max_drawdown_start",
+            "max_drawdown_end",
+            "current_drawdown",
+            "equity_curve",
+            "daily_pnl",
+            "as_of",
+        )
+        return {key: report[key] for key in keys}
+
+    def signal_counts(self) -> dict[str, int]:
+        """How many signals are pending, traded or skipped."""
+        with self.store.reading() as cur:
+            cur.execute("SELECT state, COUNT(*) FROM signals GROUP BY state")
+            return {state: int(n) for state, n in cur.fetchall()}

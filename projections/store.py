@@ -1,0 +1,63 @@
+"""The port through which read models are stored: a SQL database, SQLite or PostgreSQL.
+
+Read-model SQL is written once, with ``?`` placeholders and portable types; each
+adapter (``infrastructure/readstore.py``) translates what its database needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class Cursor(Protocol):
+    """The few DB-API cursor calls the projections use."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows touched by the last statement."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement."""
+        ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        """Run one statement for many parameter rows."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """All rows of the last query."""
+        ...
+
+    def fetchone(self) -> Any:
+        """The next row of the last query, or ``None``."""
+        ...
+
+
+class ReadStore(Protocol):
+    """A database holding read models and their tracking positions."""
+
+    dialect: str
+    """``sqlite`` or ``postgresql``."""
+
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """A write transaction; concurrent writers are serialised; commits on success."""
+        ...
+
+    def reading(self) -> AbstractContextManager[Cursor]:
+        """A read-only snapshot."""
+        ...
+
+    def lock_suffix(self) -> str:
+        """What to append to a SELECT to lock its rows until commit (``FOR UPDATE`` or '')."""
+        ...
+
+    def table_exists(self, cursor: Cursor, name: str) -> bool:
+        """Whether a table of that name exists."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...

@@ -1,0 +1,98 @@
+"""Shared fixtures: every ledger test runs on SQLite and on the real PostgreSQL on localhost."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infrastructure.bootstrap import Tradewatch, bootstrap
+from infrastructure.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("TRADEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TRADEWATCH = str(Path(sys.executable).with_name("tradewatch"))
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    name = f"tw_test_{secrets.token_hex(4)}"
+    _admin(f"CREATE DATABASE {name}")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each kind: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def make_tradewatch(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Tradewatch]]:
+    """Build wired tradewatch instances on the test database (closed afterwards)."""
+    opened: list[Tradewatch] = []
+
+    def make(**overrides: object) -> Tradewatch:
+        settings = Settings(home=tmp_path, database_url=database_url, **overrides)  # type: ignore[arg-type]
+        tw = bootstrap(settings)
+        opened.append(tw)
+        return tw
+
+    yield make
+    for tw in opened:
+        tw.close()
+
+
+@pytest.fixture
+def tw(make_tradewatch: Callable[..., Tradewatch]) -> Tradewatch:
+    """A wired tradewatch on a fresh database of each kind."""
+    return make_tradewatch()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """Environment for running the real ``tradewatch`` command against the test database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWATCH_")}
+    env.update(TRADEWATCH_HOME=str(tmp_path / "home"), TRADEWATCH_DATABASE_URL=database_url)
+    env["COLUMNS"] = "200"
+    return env
+
+
+@pytest.fixture
+def run_cli(
+    cli_env: dict[str, str], tmp_path: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed ``tradewatch`` console script end to end."""
+
+    def run(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [TRADEWATCH, *args],
+            check=False,
+            env=cli_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"tradewatch {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    return run

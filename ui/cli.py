@@ -1,0 +1,683 @@
+"""The ``tradewatch`` command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from application.importing import import_history, parse_theories, parse_time
+from application.ledger import exit_reason
+from domain.errors import DomainError
+from domain.signal import SignalDraft
+from domain.trade import Fill
+from domain.values import Direction
+from infrastructure.bootstrap import Tradewatch, bootstrap
+from projections.reports import Reports, TradeFilter
+
+app = typer.Typer(
+    help="tradewatch: do your trading signals make money? Record signals, entries and exits; "
+    "see win rate, P&L and risk.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+signal_app = typer.Typer(help="Record or skip trading signals.", no_args_is_help=True)
+app.add_typer(signal_app, name="signal")
+
+out = Console()
+err = Console(stderr=True)
+
+NUMERIC_ARGS = {"ignore_unknown_options": True}
+"""Let a negative price through to the domain, which names the problem."""
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+DaysOpt = Annotated[
+    int | None, typer.Option("--days", min=1, help="Only trades closed in the last N days.")
+]
+SourceOpt = Annotated[
+    str | None, typer.Option("--source", help="Only signals from this source, e.g. v7.")
+]
+SymbolOpt = Annotated[str | None, typer.Option("--symbol", help="Only this symbol, e.g. BTCUSDT.")]
+DirectionOpt = Annotated[str | None, typer.Option("--direction", help="Only long or short trades.")]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="Report as things stood at this ISO 8601 time.")
+]
+AtOpt = Annotated[
+    str | None,
+    typer.Option("--at", help="When it happened (ISO 8601; default now; UTC if no zone)."),
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-line error and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def opened() -> Iterator[Tradewatch]:
+    """A wired tradewatch, brought up to date; domain errors become one-line errors."""
+    try:
+        tw = bootstrap()
+    except Exception as e:
+        fail(f"cannot open the ledger: {e}", 1)
+    try:
+        tw.sync()
+        yield tw
+        tw.sync()
+    except DomainError as e:
+        fail(str(e))
+    finally:
+        tw.close()
+
+
+def number(name: str, text: str) -> float:
+    """Parse a number from the command line, refusing NaN and infinities."""
+    try:
+        value = float(text)
+    except ValueError:
+        fail(f"{name} must be a number, not {text!r}")
+    if not math.isfinite(value):
+        fail(f"{name} must be a finite number, got {text}")
+    return value
+
+
+def moment(text: str | None) -> datetime:
+    """``--at`` as a UTC datetime (now when not given)."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        return parse_time(text)
+    except DomainError as e:
+        fail(str(e))
+
+
+def print_json(data: Any) -> None:
+    """Stable JSON for scripts: sorted keys, two-space indent."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def reports_for(tw: Tradewatch, as_of: str | None) -> Reports:
+    """Live reports, or the reports as of a past moment."""
+    return tw.as_of(moment(as_of)) if as_of else tw.reports
+
+
+def trade_filter(
+    days: int | None, source: str | None, symbol: str | None, direction: str | None
+) -> TradeFilter:
+    """A filter from the common report options."""
+    if direction is not None:
+        try:
+            direction = Direction.parse(direction).value
+        except DomainError as e:
+            fail(str(e))
+    return TradeFilter(days=days, source=source, symbol=symbol, direction=direction)
+
+
+# Signals ------------------------------------------------------------------------------
+
+
+@signal_app.command("add", context_settings=NUMERIC_ARGS)
+def signal_add(
+    signal_id: Annotated[str, typer.Argument(help="Your id for the signal (e.g. the V7 id).")],
+    symbol: Annotated[str, typer.Option(help="Instrument, e.g. BTCUSDT.")],
+    direction: Annotated[str, typer.Option(help="long or short.")],
+    source: Annotated[str, typer.Option(help="Strategy or generator that issued it.")] = "manual",
+    confidence: Annotated[str | None, typer.Option(help="Model confidence, 0 to 1.")] = None,
+    entry: Annotated[str | None, typer.Option(help="Entry price (or the low of the zone).")] = None,
+    entry_high: Annotated[str | None, typer.Option(help="High of the entry zone.")] = None,
+    stop: Annotated[str | None, typer.Option(help="Stop-loss price.")] = None,
+    take_profit: Annotated[str | None, typer.Option(help="Take-profit price.")] = None,
+    size: Annotated[str | None, typer.Option(help="Position size.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Timeframe, e.g. 15m.")] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="Model version that produced it.")
+    ] = None,
+    theory: Annotated[
+        list[str] | None, typer.Option(help="Theory contribution as name=score; repeatable.")
+    ] = None,
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a signal. The same id with the same facts again is a no-op."""
+
+    def opt(name: str, value: str | None) -> float | None:
+        return None if value is None else number(name, value)
+
+    with opened() as tw:
+        draft = SignalDraft(
+            signal_id=signal_id,
+            symbol=symbol,
+            direction=Direction.parse(direction),
+            at=moment(at),
+            source=source,
+            confidence=opt("confidence", confidence),
+            entry_low=opt("entry", entry),
+            entry_high=opt("entry-high", entry_high),
+            stop_loss=opt("stop", stop),
+            take_profit=opt("take-profit", take_profit),
+            position_size=opt("size", size),
+            timeframe=timeframe,
+            model_version=model_version,
+            theories=parse_theories(";".join(theory or [])),
+        )
+        result = tw.ledger.record_signal(draft)
+    report(
+        as_json,
+        {"signal_id": signal_id, "stored": result.stored},
+        f"signal {signal_id} recorded"
+        if result.stored
+        else f"signal {signal_id} already recorded (no change)",
+    )
+
+
+@signal_app.command("skip")
+def signal_skip(
+    signal_id: Annotated[str, typer.Argument(help="The signal not taken.")],
+    reason: Annotated[str, typer.Option(help="Why it was not traded.")] = "not taken",
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark a signal as not traded, so ignored signals are tracked too."""
+    with opened() as tw:
+        tw.ledger.skip_signal(signal_id, reason, moment(at))
+    report(
+        as_json, {"signal_id": signal_id, "skipped": True}, f"signal {signal_id} skipped: {reason}"
+    )
+
+
+# Entries and exits ----------------------------------------------------------------------
+
+
+@app.command(context_settings=NUMERIC_ARGS)
+def entry(
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            help="SIGNAL_ID PRICE, or just PRICE with --symbol and --direction.",
+            metavar="[SIGNAL_ID] PRICE",
+        ),
+    ],
+    qty: Annotated[str, typer.Option(help="Quantity (units of the base asset).")] = "1",
+    fee: Annotated[
+        str, typer.Option(help="Fee paid, an amount in quote currency (not a rate).")
+    ] = "0",
+    symbol: Annotated[str | None, typer.Option(help="For a manual trade without a signal.")] = None,
+    direction: Annotated[
+        str | None, typer.Option(help="For a manual trade: long or short.")
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source of a manual trade's signal.")] = "manual",
+    correct: Annotated[
+        bool, typer.Option("--correct", help="Correct the recorded entry (kept in history).")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why the entry is corrected.")] = "correction",
+    force: Annotated[
+        bool, typer.Option("--force", help="Enter a signal the controller blocked (recorded).")
+    ] = False,
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a trade entry on a signal (or a manual trade without one)."""
+    if len(args) == 1 and symbol and direction:
+        price_text, signal_id = args[0], None
+    elif len(args) == 2 and not (symbol or direction):
+        signal_id, price_text = args
+    else:
+        fail("give SIGNAL_ID PRICE, or PRICE with --symbol and --direction")
+    with opened() as tw:
+        fill = Fill.checked(
+            number("entry price", price_text),
+            number("qty", qty),
+            number("fee", fee),
+            moment(at),
+            "entry",
+        )
+        if signal_id is None:
+            result = tw.ledger.record_manual_trade(
+                str(symbol), Direction.parse(str(direction)), fill, source
+            )
+        elif correct:
+            result = tw.ledger.correct_entry(signal_id, fill, reason)
+        else:
+            result = tw.ledger.record_entry(signal_id, fill, force=force)
+    what = "corrected" if correct else "recorded"
+    report(
+        as_json,
+        {"signal_id": result.signal_id, "price": fill.price, "qty": fill.qty},
+        f"entry {what} for signal {result.signal_id} @ {fill.price:g}"
+        + ("" if signal_id else f"\n{result.signal_id}"),
+    )
+
+
+@app.command("exit", context_settings=NUMERIC_ARGS)
+def exit_(
+    signal_id: Annotated[str, typer.Argument(help="The signal whose trade is closed.")],
+    price: Annotated[str, typer.Argument(help="Exit price.")],
+    reason: Annotated[
+        str | None,
+        typer.Argument(
+            help="take_profit, stop_loss, manual, timeout, liquidation, or your own words."
+        ),
+    ] = None,
+    fee: Annotated[str, typer.Option(help="Exit fee, an amount in quote currency.")] = "0",
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the exit of a trade: P&L, outcome and hold time follow."""
+    with opened() as tw:
+        tw.ledger.record_exit(
+            signal_id,
+            number("exit price", price),
+            number("fee", fee),
+            exit_reason(reason),
+            moment(at),
+        )
+        tw.sync()
+        trade = next(
+            (t for t in tw.reports.trades(limit=10_000) if t["signal_id"] == signal_id), None
+        )
+    data = trade or {"signal_id": signal_id}
+    text = (
+        f"{data.get('outcome')} on signal {signal_id}: {data.get('pnl_pct', 0):+.2f}% "
+        f"({data.get('pnl_quote', 0):+.2f} quote), held {data.get('hold_minutes', 0):.0f} min"
+    )
+    report(as_json, data, text)
+
+
+def report(as_json: bool, data: Any, text: str) -> None:
+    """Print either JSON or a line for people."""
+    if as_json:
+        print_json(data)
+    else:
+        out.print(text, highlight=False)
+
+
+# Reports --------------------------------------------------------------------------------
+
+
+def fmt(value: Any, kind: str = "") -> str:
+    """A metric for people: percentages, fractions, money, or a dash for null."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return "∞" if value == "inf" else value
+    if kind == "fraction":
+        return f"{value * 100:.1f}%"
+    if kind == "pct":
+        return f"{value:+.2f}%"
+    if kind == "money":
+        return f"{value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+STAT_ROWS = (
+    ("Closed trades", "total_trades", ""),
+    ("Wins / losses / breakevens", None, ""),
+    ("Win rate", "win_rate", "fraction"),
+    ("Win rate, last 20", "win_rate_last_20", "fraction"),
+    ("Average win", "avg_win_pct", "pct"),
+    ("Average loss", "avg_loss_pct", "pct"),
+    ("Average trade", "avg_pnl_pct", "pct"),
+    ("Total P&L", "total_pnl", "money"),
+    ("Profit factor", "profit_factor", ""),
+    ("Expectancy (per trade)", "expectancy", "money"),
+    ("Expectancy ratio", "expectancy_ratio", ""),
+    ("SQN", "sqn", ""),
+    ("Sharpe (daily, √365)", "sharpe", ""),
+    ("Sortino (daily, √365)", "sortino", ""),
+    ("Max drawdown", "max_drawdown", "fraction"),
+    ("Calmar", "calmar", ""),
+    ("Current streak", "current_streak", ""),
+    ("Consecutive losses", "consecutive_losses", ""),
+    ("Today's P&L", "today_pnl", "money"),
+    ("Today's P&L (of equity)", "today_pnl_pct", "fraction"),
+    ("Equity", "final_equity", "money"),
+    ("Open positions", "open_positions", ""),
+)
+
+
+@app.command()
+def stats(
+    days: DaysOpt = None,
+    source: SourceOpt = None,
+    symbol: SymbolOpt = None,
+    direction: DirectionOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Win rate, P&L, profit factor and risk metrics (definitions: docs/metrics.md)."""
+    flt = trade_filter(days, source, symbol, direction)
+    with opened() as tw:
+        reports = reports_for(tw, as_of)
+        data = reports.stats(flt)
+        positions = reports.positions(flt)
+        recent = reports.trades(flt, limit=10)
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"Performance — {flt.describe()}", show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for label, key, kind in STAT_ROWS:
+        if key is None:
+            table.add_row(label, f"{data['wins']} / {data['losses']} / {data['breakevens']}")
+        else:
+            table.add_row(label, fmt(data[key], kind))
+    out.print(table)
+    out.print(trades_table("Open positions", positions))
+    out.print(trades_table("Recent trades", recent))
+
+
+def trades_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """A rich table of trades."""
+    table = Table(title=title, title_justify="left")
+    for column in (
+        "signal",
+        "symbol",
+        "side",
+        "entry",
+        "exit",
+        "qty",
+        "P&L %",
+        "P&L",
+        "outcome",
+        "reason",
+    ):
+        table.add_column(
+            column,
+            justify="right" if column in ("entry", "exit", "qty", "P&L %", "P&L") else "left",
+        )
+    for t in rows:
+        outcome = t["outcome"] or "open"
+        colour = {"win": "green", "loss": "red"}.get(outcome, "")
+        table.add_row(
+            t["signal_id"],
+            t["symbol"],
+            t["direction"],
+            f"{t['entry_price']:g}",
+            fmt(t["exit_price"]),
+            f"{t['qty']:g}",
+            fmt(t["pnl_pct"], "pct"),
+            fmt(t["pnl_quote"], "money"),
+            f"[{colour}]{outcome}[/]" if colour else outcome,
+            t["exit_reason"] or "",
+        )
+    if not rows:
+        table.add_row(*(["—"] + [""] * 9))
+    return table
+
+
+@app.command()
+def positions(as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
+    """Open trades."""
+    with opened() as tw:
+        rows = reports_for(tw, as_of).positions()
+    if as_json:
+        print_json(rows)
+    else:
+        out.print(trades_table("Open positions", rows))
+
+
+@app.command()
+def trades(
+    limit: Annotated[int, typer.Option(min=1, help="How many of the latest trades.")] = 20,
+    source: SourceOpt = None,
+    symbol: SymbolOpt = None,
+    direction: DirectionOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The latest trades, open and closed."""
+    flt = trade_filter(None, source, symbol, direction)
+    with opened() as tw:
+        rows = reports_for(tw, as_of).trades(flt, limit=limit)
+    if as_json:
+        print_json(rows)
+    else:
+        out.print(trades_table(f"Latest {limit} trades", rows))
+
+
+@app.command()
+def theories(
+    days: DaysOpt = None, source: SourceOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Which theories' signals make money (with 95 % Wilson intervals on win rates)."""
+    flt = trade_filter(days, source, None, None)
+    with opened() as tw:
+        rows = reports_for(tw, as_of).theories(flt)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="Theory attribution", title_justify="left")
+    for column in (
+        "theory",
+        "signals",
+        "trades",
+        "mean score",
+        "win rate",
+        "95% interval",
+        "P&L",
+        "weighted P&L",
+        "correct",
+    ):
+        table.add_column(column, justify="left" if column == "theory" else "right")
+    for r in rows:
+        low, high = r["win_rate_low"], r["win_rate_high"]
+        interval = "—" if low is None else f"{fmt(low, 'fraction')}–{fmt(high, 'fraction')}"
+        table.add_row(
+            str(r["theory"]),
+            str(r["signals"]),
+            str(r["trades"]),
+            fmt(r["mean_contribution"]),
+            fmt(r["win_rate"], "fraction"),
+            interval,
+            fmt(r["pnl"], "money"),
+            fmt(r["weighted_pnl"], "money"),
+            fmt(r["correct_rate"], "fraction"),
+        )
+    out.print(table)
+
+
+@app.command()
+def calibration(
+    days: DaysOpt = None, source: SourceOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Is the model's confidence honest? Reliability bins, ECE and Brier score."""
+    flt = trade_filter(days, source, None, None)
+    with opened() as tw:
+        data = reports_for(tw, as_of).calibration(flt)
+    if as_json:
+        print_json(data)
+        return
+    overall: dict[str, Any] = data["overall"]  # type: ignore[assignment]
+    table = Table(
+        title=f"Calibration — {overall['count']} trades with a confidence; "
+        f"ECE {fmt(overall['ece'])}, Brier {fmt(overall['brier'])}",
+        title_justify="left",
+    )
+    for column in ("confidence bin", "trades", "mean confidence", "actual win rate"):
+        table.add_column(column, justify="right")
+    for b in overall["bins"]:
+        table.add_row(
+            f"{b['low']:.1f}–{b['high']:.1f}",
+            str(b["count"]),
+            fmt(b["mean_confidence"], "fraction"),
+            fmt(b["win_rate"], "fraction"),
+        )
+    out.print(table)
+
+
+@app.command()
+def equity(
+    days: DaysOpt = None, source: SourceOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The equity curve, daily P&L and drawdown."""
+    flt = trade_filter(days, source, None, None)
+    with opened() as tw:
+        data = reports_for(tw, as_of).equity(flt)
+    if as_json:
+        print_json(data)
+        return
+    out.print(
+        f"Equity {fmt(data['starting_balance'], 'money')} → {fmt(data['final_equity'], 'money')}; "
+        f"max drawdown {fmt(data['max_drawdown'], 'fraction')} "
+        f"({data['max_drawdown_start'] or '—'} → {data['max_drawdown_end'] or '—'})",
+        highlight=False,
+    )
+    table = Table(title="Daily P&L", title_justify="left")
+    table.add_column("date")
+    table.add_column("P&L", justify="right")
+    for day in data["daily_pnl"][-30:]:
+        colour = "green" if day["pnl"] > 0 else "red" if day["pnl"] < 0 else ""
+        table.add_row(
+            day["date"], f"[{colour}]{day['pnl']:+,.2f}[/]" if colour else f"{day['pnl']:+,.2f}"
+        )
+    out.print(table)
+
+
+# Bulk work --------------------------------------------------------------------------
+
+
+def progress_bar(description: str) -> Progress:
+    """A progress bar on stderr, so ``--json`` output stays clean."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="CSV (with header) or JSON file of trades.")],
+    fmt_: Annotated[
+        str | None, typer.Option("--format", help="csv or json (default: from the file name).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import trade history, all or nothing per file; importing the same file twice adds nothing."""
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        fail(f"cannot read {file}: {e.strerror}")
+    except UnicodeDecodeError:
+        fail(f"{file} is not UTF-8 text")
+    kind = (fmt_ or file.suffix.lstrip(".")).lower()
+    if kind not in ("csv", "json"):
+        fail(f"cannot tell the format of {file.name}; pass --format csv or --format json")
+    rows = max(text.count("\n"), 1)
+    with opened() as tw, progress_bar(f"importing {file.name}") as bar:
+        task = bar.add_task(f"importing {file.name}", total=rows)
+        summary = import_history(tw.ledger, text, kind, progress=lambda n: bar.advance(task, n))
+        bar.update(task, completed=rows)
+        tw.sync()
+    data = {
+        "rows": summary.rows,
+        "signals": summary.signals,
+        "entries": summary.entries,
+        "exits": summary.exits,
+        "unchanged": summary.unchanged,
+    }
+    report(
+        as_json,
+        data,
+        f"imported {file.name}: {summary.signals} signals, {summary.entries} entries, "
+        f"{summary.exits} exits; {summary.unchanged} rows already known",
+    )
+
+
+@app.command()
+def replay(
+    projection: Annotated[
+        str | None, typer.Option(help="Rebuild only this read model (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild read models from event 0, beside the live ones, and swap them in when caught up."""
+    with opened() as tw, progress_bar("replaying") as bar:
+        task = bar.add_task("replaying", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        started = datetime.now(UTC)
+        position = tw.engine.replay([projection] if projection else None, advance)
+        seconds = (datetime.now(UTC) - started).total_seconds()
+    report(
+        as_json,
+        {
+            "events": position,
+            "seconds": seconds,
+            "projections": [projection] if projection else list(tw.engine.projections),
+        },
+        f"replayed {position} events in {seconds:.2f}s",
+    )
+
+
+@app.command()
+def project(
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep following the log until stopped (Ctrl-C).")
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Fallback poll interval in seconds.")] = 1.0,
+) -> None:
+    """Bring the read models up to date; with --follow, keep them live (for PostgreSQL)."""
+    from infrastructure.live import waiter_for  # noqa: PLC0415 - only the daemon needs it
+
+    with opened() as tw:
+        applied = tw.sync()
+        out.print(f"read models up to date ({applied} events applied); lag {tw.engine.lag()}")
+        if not follow:
+            return
+        stop = threading.Event()
+        out.print("following the event log; Ctrl-C to stop")
+        try:
+            tw.engine.follow(waiter_for(tw.settings.database), stop, poll_interval=poll)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+@app.command()
+def demo(
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing if the ledger already has events.")
+    ] = False,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Days of history.")] = 90,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same history.")] = 7,
+) -> None:
+    """Fill the ledger with a realistic, deterministic demo history (recorded as events)."""
+    from application.demo import generate, record  # noqa: PLC0415 - only the demo needs it
+
+    with opened() as tw:
+        if if_empty and tw.engine.log.last_id() > 0:
+            out.print(f"ledger at {tw.settings.database} already has history; demo not added")
+            return
+        with progress_bar("recording demo history") as bar:
+            task = bar.add_task("recording demo history", total=None)
+            count = record(
+                tw.ledger, generate(days=days, seed=seed), progress=lambda n: bar.advance(task, n)
+            )
+        tw.sync()
+    out.print(f"recorded {count} demo signals over {days} days in {tw.settings.database}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
