@@ -150,6 +150,11 @@ class Reports:
         where, params = self._where(flt, closed=False)
         return self._trades(f"{where} ORDER BY entry_time DESC LIMIT ?", [*params, limit])
 
+    def trade(self, signal_id: str) -> dict[str, Any] | None:
+        """The trade of one signal, or ``None``."""
+        rows = self._trades(" WHERE signal_id = ?", [signal_id])
+        return rows[0] if rows else None
+
     def _trades(self, tail: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         names = [c.strip() for c in _TRADE_COLUMNS.split(",")]
         with self.store.reading() as cur:

@@ -285,9 +285,7 @@ def exit_(
             moment(at),
         )
         tw.sync()
-        trade = next(
-            (t for t in tw.reports.trades(limit=10_000) if t["signal_id"] == signal_id), None
-        )
+        trade = tw.reports.trade(signal_id)
     data = trade or {"signal_id": signal_id}
     text = (
         f"{data.get('outcome')} on signal {signal_id}: {data.get('pnl_pct', 0):+.2f}% "
