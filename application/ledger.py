@@ -52,21 +52,29 @@ class TradeLedger(Application[Any]):
         """A process recorder, so that processes can save events with their tracking."""
         return self.factory.process_recorder()
 
+    @property
+    def tracking(self) -> ProcessRecorder:
+        """The recorder, as the process recorder that also keeps processes' positions."""
+        recorder = self.recorder
+        assert isinstance(recorder, ProcessRecorder)
+        return recorder
+
     # Reading aggregates -------------------------------------------------------
 
     def signal(self, signal_id: str) -> Signal:
         """The signal the trader calls ``signal_id``; ``NotFoundError`` if unknown."""
-        found = self._get(signal_uuid(signal_id))
+        found = self.find(signal_uuid(signal_id))
         if not isinstance(found, Signal):
             raise NotFoundError(f"unknown signal {signal_id!r}")
         return found
 
     def trade(self, signal_id: str) -> Trade | None:
         """The trade of a signal, or ``None`` if it was never entered."""
-        found = self._get(trade_uuid(signal_id))
+        found = self.find(trade_uuid(signal_id))
         return found if isinstance(found, Trade) else None
 
-    def _get(self, aggregate_id: Any) -> Aggregate | None:
+    def find(self, aggregate_id: Any) -> Aggregate | None:
+        """Any aggregate of the ledger by id, or ``None``."""
         try:
             found: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -79,7 +87,7 @@ class TradeLedger(Application[Any]):
         """Record a signal. The same id with the same facts again is a no-op."""
 
         def attempt() -> Sequence[Aggregate]:
-            existing = self._get(signal_uuid(draft.signal_id))
+            existing = self.find(signal_uuid(draft.signal_id))
             if isinstance(existing, Signal):
                 existing.check_same_as(draft)
                 return ()
@@ -138,7 +146,13 @@ class TradeLedger(Application[Any]):
         return self._run(signal_id, attempt)
 
     def record_manual_trade(
-        self, symbol: str, direction: Direction, fill: Fill, source: str = MANUAL_SOURCE
+        self,
+        symbol: str,
+        direction: Direction,
+        fill: Fill,
+        source: str = MANUAL_SOURCE,
+        *,
+        force: bool = False,
     ) -> Outcome:
         """Enter a trade without a prior signal: a manual signal is created for it."""
         draft = SignalDraft(
@@ -152,7 +166,7 @@ class TradeLedger(Application[Any]):
         def attempt() -> Sequence[Aggregate]:
             correlation = str(signal_uuid(draft.signal_id))
             signal = Signal.record(draft, self.gate_in_force(), _command("entry", correlation))
-            trade = Trade.enter(signal, fill, _command("entry", correlation))
+            trade = Trade.enter(signal, fill, _command("entry", correlation), forced=force)
             return (signal, trade)
 
         return self._run(draft.signal_id, attempt)

@@ -200,6 +200,7 @@ class Signal(Aggregate):
         size_multiplier: float
         controller_decision_id: str | None
         blocked: bool
+        sized_position: float | None
 
         def apply(self, aggregate: Signal) -> None:
             state = vars(self)
@@ -242,6 +243,9 @@ class Signal(Aggregate):
             size_multiplier=gate.multiplier,
             controller_decision_id=gate.decision_id,
             blocked=gate.blocked,
+            sized_position=None
+            if draft.position_size is None
+            else draft.position_size * gate.multiplier,
         )
 
     @property

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from application.controller import ControllerProcess
 from application.ledger import TradeLedger
 from infrastructure.readstore import PostgresReadStore, SQLiteReadStore
 from infrastructure.settings import Settings, eventsourcing_env, sqlite_path
-from projections.engine import Progress, ProjectionEngine
+from projections.audit import AuditProjection
+from projections.engine import Progress, Projection, ProjectionEngine
 from projections.facts import Fact, RecorderLog
 from projections.ledger import LedgerProjection
 from projections.reports import Reports
@@ -25,10 +27,14 @@ class Tradewatch:
     store: ReadStore
     engine: ProjectionEngine
     reports: Reports
+    controller: ControllerProcess
 
     def sync(self, progress: Progress | None = None) -> int:
-        """Bring every read model up to date with the log (the embedded mode's heartbeat)."""
-        return self.engine.catch_up(progress=progress)
+        """Bring read models and the controller up to date (the embedded mode's heartbeat)."""
+        applied = self.engine.catch_up(progress=progress)
+        if self.controller.run_once():
+            applied += self.engine.catch_up()
+        return applied
 
     def as_of(self, moment: datetime) -> Reports:
         """Reports as they stood at ``moment``: the events up to it replayed into memory.
@@ -38,17 +44,13 @@ class Tradewatch:
         """
         store = SQLiteReadStore(":memory:")
         log = _UntilLog(RecorderLog(self.ledger.recorder), moment)
-        ProjectionEngine(log, store, self.projections(), page_size=10_000).catch_up()
+        ProjectionEngine(log, store, projections_for(self.settings), page_size=10_000).catch_up()
         return Reports(
             store,
             starting_balance=self.settings.starting_balance,
             timezone=self.settings.timezone,
             now=moment,
         )
-
-    def projections(self) -> list[LedgerProjection]:
-        """Fresh instances of every projection, configured from the settings."""
-        return [LedgerProjection(self.settings.breakeven_pct)]
 
     def close(self) -> None:
         """Release database connections."""
@@ -82,13 +84,28 @@ def open_read_store(url: str) -> ReadStore:
     return PostgresReadStore(url)
 
 
+def projections_for(settings: Settings) -> list[Projection]:
+    """Every read model, configured from the settings."""
+    return [LedgerProjection(settings.breakeven_pct), AuditProjection()]
+
+
 def bootstrap(settings: Settings | None = None) -> Tradewatch:
     """Wire tradewatch from settings (environment and ``tradewatch.toml``)."""
     settings = settings or Settings()
     url = settings.database
     ledger = TradeLedger(env=eventsourcing_env(url))
     store = open_read_store(url)
-    projections = [LedgerProjection(settings.breakeven_pct)]
-    engine = ProjectionEngine(RecorderLog(ledger.recorder), store, projections)
+    log = RecorderLog(ledger.recorder)
+    engine = ProjectionEngine(log, store, projections_for(settings))
+    engine.setup()
     reports = Reports(store, starting_balance=settings.starting_balance, timezone=settings.timezone)
-    return Tradewatch(settings, ledger, store, engine, reports)
+    controller = ControllerProcess(
+        ledger,
+        log,
+        reports,
+        thresholds=settings.thresholds(),
+        starting_balance=settings.starting_balance,
+        breakeven_pct=settings.breakeven_pct,
+    )
+    ledger.gate_in_force = controller.gate
+    return Tradewatch(settings, ledger, store, engine, reports, controller)

@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from domain.controller_policy import Thresholds
+
 DEFAULT_HOME = Path("~/.local/share/tradewatch")
 
 
@@ -37,6 +39,23 @@ class Settings(BaseSettings):
         default=10_000.0, gt=0, description="Equity before the first trade."
     )
     timezone: str = Field(default="UTC", description="Time zone of 'today' in reports.")
+    red_win_rate: float = Field(default=0.65, description="RED below this win rate (last 20).")
+    yellow_win_rate: float = Field(default=0.70, description="YELLOW below this win rate.")
+    max_daily_loss: float = Field(default=0.04, description="RED when today's loss exceeds this.")
+    max_consecutive_losses: int = Field(default=5, description="RED at this many losses in a row.")
+    max_drawdown: float = Field(default=0.15, description="RED at this drawdown from the peak.")
+    min_sample: int = Field(default=10, description="Trades needed before win-rate rules fire.")
+
+    def thresholds(self) -> Thresholds:
+        """The controller's thresholds (validated: a bad one is a one-line error)."""
+        return Thresholds(
+            red_win_rate=self.red_win_rate,
+            yellow_win_rate=self.yellow_win_rate,
+            max_daily_loss=self.max_daily_loss,
+            max_consecutive_losses=self.max_consecutive_losses,
+            max_drawdown=self.max_drawdown,
+            min_sample=self.min_sample,
+        )
 
     @field_validator("home")
     @classmethod

@@ -24,6 +24,8 @@ class Fact:
     version: int
     kind: str
     state: dict[str, Any]
+    topic: str = ""
+    raw: bytes = b""
 
     @property
     def event_id(self) -> str:
@@ -47,6 +49,17 @@ def as_time(value: Any) -> datetime:
     if isinstance(value, dict):
         value = value["_data_"]
     return datetime.fromisoformat(value)
+
+
+def plain(value: Any) -> Any:
+    """A stored value with transcoded types (datetimes, UUIDs) turned into plain text."""
+    if isinstance(value, dict):
+        if set(value) == {"_type_", "_data_"}:
+            return value["_data_"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 
 
 def kind_of(topic: str) -> str:
@@ -84,6 +97,8 @@ class RecorderLog:
                 n.originator_version,
                 kind_of(n.topic),
                 orjson.loads(n.state),
+                n.topic,
+                n.state,
             )
             for n in notifications
         ]

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from domain.trade_book import ClosedTradeFact
 from projections.ledger import TIME_FORMAT, stamp
 from projections.metrics import ClosedTrade, calibration_report, performance, theory_attribution
 from projections.store import ReadStore
@@ -168,6 +169,17 @@ class Reports:
                     item[key] = parse_time(item[key]).isoformat()
             out.append(item)
         return out
+
+    def closed_until(self, notification_id: int) -> list[ClosedTradeFact]:
+        """Closed trades whose exit is at or before ``notification_id`` (for the controller)."""
+        with self.store.reading() as cur:
+            cur.execute(
+                "SELECT exit_time, exit_notification_id, signal_id, pnl_quote, outcome FROM trades "
+                "WHERE status = 'closed' AND exit_notification_id <= ?",
+                (notification_id,),
+            )
+            rows = cur.fetchall()
+        return [ClosedTradeFact(parse_time(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]
 
     def theories(self, flt: TradeFilter = TradeFilter()) -> list[dict[str, object]]:
         """Per-theory attribution over all signals and the closed trades matching ``flt``."""

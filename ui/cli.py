@@ -24,6 +24,7 @@ from domain.signal import SignalDraft
 from domain.trade import Fill
 from domain.values import Direction
 from infrastructure.bootstrap import Tradewatch, bootstrap
+from projections import audit
 from projections.reports import Reports, TradeFilter
 
 app = typer.Typer(
@@ -35,10 +36,15 @@ app = typer.Typer(
 )
 signal_app = typer.Typer(help="Record or skip trading signals.", no_args_is_help=True)
 app.add_typer(signal_app, name="signal")
+controller_app = typer.Typer(
+    help="The traffic light: pause, resume, or run it live.", no_args_is_help=True
+)
+app.add_typer(controller_app, name="controller")
 
 out = Console()
 err = Console(stderr=True)
 
+DECISION_KINDS = ("Controller.StatusChanged", "Controller.Paused", "Controller.Resumed")
 NUMERIC_ARGS = {"ignore_unknown_options": True}
 """Let a negative price through to the domain, which names the problem."""
 
@@ -246,7 +252,7 @@ def entry(
         )
         if signal_id is None:
             result = tw.ledger.record_manual_trade(
-                str(symbol), Direction.parse(str(direction)), fill, source
+                str(symbol), Direction.parse(str(direction)), fill, source, force=force
             )
         elif correct:
             result = tw.ledger.correct_entry(signal_id, fill, reason)
@@ -674,6 +680,260 @@ def demo(
             )
         tw.sync()
     out.print(f"recorded {count} demo signals over {days} days in {tw.settings.database}")
+
+
+# Controller and audit -----------------------------------------------------------------
+
+STATUS_COLOURS = {
+    "green": "bold white on green",
+    "yellow": "bold black on yellow",
+    "red": "bold white on red",
+}
+
+
+def status_data(tw: Tradewatch) -> dict[str, Any]:
+    """The controller status as the CLI and JSON show it."""
+    controller = tw.controller.controller()
+    changes = audit.by_kind(tw.store, ("Controller.StatusChanged",))
+    rules = changes[-1]["data"]["rules"] if changes else []
+    changed_at = controller.changed_at
+    since = (datetime.now(UTC) - changed_at).total_seconds() if changed_at else None
+    state = controller.state
+    return {
+        "status": controller.status.value,
+        "multiplier": controller.multiplier,
+        "paused": state.paused,
+        "pause": None
+        if state.pause is None
+        else {"by": state.pause.by, "reason": state.pause.reason},
+        "red_since": state.red_since.isoformat() if state.red_since else None,
+        "changed_at": changed_at.isoformat() if changed_at else None,
+        "seconds_since_change": since,
+        "decision_id": controller.last_decision_id,
+        "rules": rules,
+        "fired": [r["text"] for r in rules if r.get("fired")],
+    }
+
+
+def age(seconds: float | None) -> str:
+    """``3h 12m`` from seconds."""
+    if seconds is None:
+        return "never changed"
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    return (f"{days}d " if days else "") + (f"{hours}h " if hours or days else "") + f"{mins}m"
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """The traffic light: GREEN, YELLOW or RED, its size multiplier and the rules behind it."""
+    with opened() as tw:
+        data = status_data(tw)
+    if as_json:
+        print_json(data)
+        return
+    colour = STATUS_COLOURS[data["status"]]
+    out.print(
+        f"[{colour}] {data['status'].upper()} [/] size x{data['multiplier']:g}, "
+        f"for {age(data['seconds_since_change'])}",
+        highlight=False,
+    )
+    if data["pause"]:
+        out.print(f"paused by {data['pause']['by']}: {data['pause']['reason']}", highlight=False)
+    for rule in data["rules"]:
+        mark = "[red]✗[/]" if rule.get("fired") else "[green]✓[/]"
+        out.print(f"  {mark} {rule['text']}", highlight=False)
+
+
+def operator() -> str:
+    """Who is at the keyboard, for the record."""
+    import getpass  # noqa: PLC0415
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@controller_app.command("pause")
+def controller_pause(
+    reason: Annotated[str, typer.Option(help="Why trading stops (recorded).")],
+    by: Annotated[str | None, typer.Option(help="Who pauses (default: your user name).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop trading now: RED until resumed; recorded with who and why."""
+    with opened() as tw:
+        tw.controller.pause(by or operator(), reason)
+        tw.sync()
+        data = status_data(tw)
+    report(as_json, data, f"trading paused: {reason}")
+
+
+@controller_app.command("resume")
+def controller_resume(
+    reason: Annotated[str, typer.Option(help="Why trading may resume (recorded).")],
+    by: Annotated[str | None, typer.Option(help="Who resumes (default: your user name).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lift a pause or a RED cool-down; the numbers decide the colour at once."""
+    with opened() as tw:
+        tw.controller.resume(by or operator(), reason)
+        tw.sync()
+        data = status_data(tw)
+    report(as_json, data, f"resumed: now {data['status'].upper()} (size x{data['multiplier']:g})")
+
+
+@controller_app.command("run")
+def controller_run(
+    poll: Annotated[float, typer.Option(help="Fallback poll interval in seconds.")] = 1.0,
+) -> None:
+    """Follow the log live and decide on every exit and day boundary (PostgreSQL deployments)."""
+    from infrastructure.live import waiter_for  # noqa: PLC0415 - only the daemon needs it
+
+    with opened() as tw:
+        waiter = waiter_for(tw.settings.database)
+        out.print("controller following the event log; Ctrl-C to stop")
+        try:
+            while True:
+                tw.sync()
+                waiter.wait(poll)
+        except KeyboardInterrupt:
+            out.print("stopped")
+
+
+def audit_data(tw: Tradewatch, signal_id: str) -> dict[str, Any]:
+    """The causal trail of one signal: itself, the gate in force, entry, exit, decisions, alerts."""
+    signal = tw.ledger.signal(signal_id)
+    steps = audit.trail(tw.store, str(signal.id))
+    gate_decision = (
+        audit.event(tw.store, signal.gate.decision_id) if signal.gate.decision_id else None
+    )
+    trade = tw.reports.trade(signal_id)
+    return {
+        "signal_id": signal_id,
+        "correlation_id": str(signal.id),
+        "gate": {
+            "status": signal.gate.status,
+            "multiplier": signal.gate.multiplier,
+            "blocked": signal.gate.blocked,
+            "decision": gate_decision,
+        },
+        "pnl": None
+        if trade is None
+        else {k: trade[k] for k in ("pnl_pct", "pnl_quote", "outcome", "status")},
+        "steps": steps,
+    }
+
+
+def describe_step(step: dict[str, Any]) -> str:
+    """One line per audit step."""
+    data, kind = step["data"], step["kind"]
+    if kind.startswith("Signal.") and "symbol" in data:
+        theories = ", ".join(f"{k}={v:g}" for k, v in data.get("theories", {}).items())
+        extra = f" model {data['model_version']}" if data.get("model_version") else ""
+        gates = data.get("quality_gates") or {}
+        gate_text = "; ".join(
+            f"{k} {g['value']:g} vs {g['threshold']:g} {'ok' if g['passed'] else 'FAIL'}"
+            for k, g in gates.items()
+        )
+        return (
+            f"{data['direction']} {data['symbol']} conf {data.get('confidence')}{extra}"
+            f" [{data['controller_status']} x{data['size_multiplier']:g}"
+            f"{', BLOCKED' if data['blocked'] else ''}]"
+            + (f" theories {theories}" if theories else "")
+            + (f" gates {gate_text}" if gate_text else "")
+        )
+    if kind == "Trade.EntryRecorded":
+        return f"entry {data['price']:g} x {data['qty']:g}, fee {data['fee']:g}" + (
+            " (FORCED past the controller)" if data.get("forced") else ""
+        )
+    if kind == "Trade.EntryCorrected":
+        return f"entry corrected to {data['price']:g} x {data['qty']:g}: {data['reason']}"
+    if kind == "Trade.ExitRecorded":
+        return f"exit {data['price']:g} ({data['reason']}), fee {data['fee']:g}"
+    if kind == "Controller.StatusChanged":
+        fired = "; ".join(r["text"] for r in data["rules"] if r.get("fired")) or "rules cleared"
+        change = f"{data['old_status']} -> {data['new_status']} x{data['multiplier']:g}"
+        return f"controller {change}: {fired}"
+    if kind in ("Controller.Paused", "Controller.Resumed"):
+        return f"{kind.split('.')[1].lower()} by {data['by']}: {data['reason']}"
+    return ", ".join(f"{k}={v}" for k, v in data.items())
+
+
+@app.command("audit")
+def audit_cmd(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="A SIGNAL_ID to trace, or 'verify' to check the hash chain."),
+    ] = None,
+    controller: Annotated[
+        bool, typer.Option("--controller", help="List every controller decision with its reasons.")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="With --controller: only from this time.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why did it tell me to trade, at what size, and why did it stop me? The causal trail."""
+    with opened() as tw:
+        if target == "verify":
+            check = audit.verify_chain(tw.engine.log, tw.store)
+            data: Any = {
+                "ok": check.ok,
+                "checked": check.checked,
+                "problem": check.problem,
+                "notification_id": check.notification_id,
+            }
+            if as_json:
+                print_json(data)
+            elif check.ok:
+                out.print(f"hash chain intact over {check.checked} events")
+            if not check.ok:
+                fail(f"tamper evidence: {check.problem}", 1)
+            return
+        if controller:
+            stamp_ = moment(since).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if since else None
+            data = audit.by_kind(tw.store, DECISION_KINDS, stamp_)
+            if as_json:
+                print_json(data)
+                return
+            for step in data:
+                out.print(
+                    f"{step['at']}  #{step['notification_id']}  {describe_step(step)}",
+                    highlight=False,
+                )
+            if not data:
+                out.print("no controller decisions yet")
+            return
+        if target is None:
+            fail("give a SIGNAL_ID, 'verify', or --controller")
+        data = audit_data(tw, target)
+    if as_json:
+        print_json(data)
+        return
+    gate = data["gate"]
+    decision = gate["decision"]
+    out.print(
+        f"[bold]signal {target}[/] — controller was {gate['status'].upper()} "
+        f"x{gate['multiplier']:g}"
+        + (
+            f", set by decision {decision['event_id']} (#{decision['notification_id']})"
+            if decision
+            else ""
+        ),
+        highlight=False,
+    )
+    for step in data["steps"]:
+        out.print(
+            f"{step['at']}  #{step['notification_id']}  {step['kind']}: {describe_step(step)}",
+            highlight=False,
+        )
+    if data["pnl"] and data["pnl"]["pnl_pct"] is not None:
+        p = data["pnl"]
+        out.print(
+            f"P&L {p['pnl_pct']:+.2f}% ({p['pnl_quote']:+.2f}), {p['outcome']}", highlight=False
+        )
 
 
 def main() -> None:

@@ -1,0 +1,187 @@
+"""The controller process: reacts to exits (and day boundaries) by deciding the traffic light.
+
+It follows the event log with its own tracking position, stored atomically with the
+decisions it records (eventsourcing's process recorder), so a crash between deciding and
+recording reprocesses the exit and records the decision once. Two processes racing on the
+same exit conflict on the controller's version; the loser re-reads and finds it done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import RecordConflictError, Tracking
+
+from application.ledger import TradeLedger
+from domain.controller import CONTROLLER_ID, Controller
+from domain.controller_policy import Status, Thresholds, evaluate
+from domain.errors import ConflictError
+from domain.events import Causation
+from domain.pnl import classify
+from domain.signal import Gate
+from domain.trade import Trade
+from domain.trade_book import ClosedTradeFact, TradeBook
+from projections.facts import EventLog, Fact
+
+PROCESS_NAME = "controller"
+"""The controller's tracking key in the event store."""
+
+
+class ClosedTradesSource(Protocol):
+    """Closed trades whose exit was recorded at or before a notification id."""
+
+    def closed_until(self, notification_id: int) -> Sequence[ClosedTradeFact]:
+        """From the read model; the controller rebuilds its book from it on start."""
+        ...
+
+
+class ControllerProcess:
+    """Decides the traffic light from the ledger's exits; records decisions exactly once."""
+
+    def __init__(
+        self,
+        ledger: TradeLedger,
+        log: EventLog,
+        trades: ClosedTradesSource,
+        *,
+        thresholds: Thresholds,
+        starting_balance: float,
+        breakeven_pct: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        page_size: int = 1000,
+    ) -> None:
+        self.ledger = ledger
+        self.log = log
+        self.trades = trades
+        self.thresholds = thresholds
+        self.starting_balance = starting_balance
+        self.breakeven_pct = breakeven_pct
+        self.clock = clock
+        self.page_size = page_size
+
+    def controller(self) -> Controller:
+        """The controller as recorded (a fresh GREEN one if none was yet)."""
+        found = self.ledger.find(CONTROLLER_ID)
+        if isinstance(found, Controller):
+            return found
+        return Controller.start(
+            self.clock(), Causation.command("controller.start", str(CONTROLLER_ID))
+        )
+
+    def gate(self) -> Gate:
+        """The gate new signals record."""
+        return self.controller().gate()
+
+    def position(self) -> int:
+        """The id of the last event the controller has processed."""
+        return self.ledger.tracking.max_tracking_id(PROCESS_NAME) or 0
+
+    def run_once(self) -> int:
+        """Process every pending event, then the day boundary; returns decisions recorded."""
+        for _ in range(5):
+            try:
+                return self._process() + self._day_boundary()
+            except RecordConflictError:
+                continue  # another controller recorded first: re-read and carry on
+        raise ConflictError("the controller kept conflicting with another controller; try again")
+
+    def _book(self, position: int) -> TradeBook:
+        book = TradeBook(self.starting_balance, self.thresholds.window)
+        for trade in self.trades.closed_until(position):
+            book.put(trade)
+        return book
+
+    def _process(self) -> int:
+        position = self.position()
+        if position >= self.log.last_id():
+            return 0
+        controller = self.controller()
+        book = self._book(position)
+        recorded = 0
+        while facts := self.log.read(position, self.page_size):
+            for fact in facts:
+                closed = self._closed_trade(fact)
+                if closed is None:
+                    continue
+                book.put(closed)
+                decision = evaluate(
+                    book.measurements(closed.exit_time),
+                    controller.state,
+                    closed.exit_time,
+                    self.thresholds,
+                )
+                cause = Causation(fact.state["correlation_id"], fact.event_id)
+                if controller.decide(decision, [fact.id], [fact.event_id], cause, self.thresholds):
+                    self.ledger.events.put(
+                        controller.collect_events(),
+                        tracking=Tracking(PROCESS_NAME, fact.id),
+                    )
+                    recorded += 1
+            position = facts[-1].id
+            if self.position() < position:
+                self.ledger.tracking.insert_tracking(Tracking(PROCESS_NAME, position))
+        return recorded
+
+    def _closed_trade(self, fact: Fact) -> ClosedTradeFact | None:
+        if fact.kind not in ("Trade.ExitRecorded", "Trade.EntryCorrected"):
+            return None
+        trade: object = self.ledger.repository.get(
+            UUID(fact.aggregate_id),
+            version=fact.version,
+        )
+        assert isinstance(trade, Trade)
+        pnl = trade.pnl()
+        if pnl is None or trade.exit is None:
+            return None  # a correction of a still-open trade changes no measurement
+        return ClosedTradeFact(
+            exit_time=trade.exit.at,
+            notification_id=fact.id,
+            signal_id=trade.signal_id,
+            pnl_quote=pnl.net_quote,
+            outcome=classify(pnl.pct, self.breakeven_pct).value,
+        )
+
+    def _day_boundary(self) -> int:
+        """Let a RED held by the cool-down go once a new UTC day has begun."""
+        controller = self.controller()
+        state = controller.state
+        now = self.clock()
+        held_since = state.last_red_at or state.red_since
+        if state.status is not Status.RED or state.paused or held_since is None:
+            return 0
+        if now.astimezone(UTC).date() <= held_since.astimezone(UTC).date():
+            return 0
+        return self.reconsider(controller, now, f"clock:{now.astimezone(UTC).date().isoformat()}")
+
+    def reconsider(self, controller: Controller, now: datetime, cause_id: str) -> int:
+        """Evaluate on the latest numbers (after a resume or at a day boundary)."""
+        book = self._book(self.position())
+        decision = evaluate(book.measurements(now), controller.state, now, self.thresholds)
+        cause = Causation(str(CONTROLLER_ID), cause_id)
+        if not controller.decide(decision, [], [cause_id], cause, self.thresholds):
+            return 0
+        self.ledger.save(controller)
+        return 1
+
+    def pause(self, by: str, reason: str) -> Controller:
+        """Stop trading by hand."""
+        controller = self.controller()
+        controller.pause_trading(
+            by, reason, self.clock(), Causation.command("controller.pause", str(CONTROLLER_ID))
+        )
+        self.ledger.save(controller)
+        return controller
+
+    def resume(self, by: str, reason: str) -> Controller:
+        """Lift a pause or cool-down, then let the numbers decide at once."""
+        self.run_once()
+        controller = self.controller()
+        controller.resume_trading(
+            by, reason, self.clock(), Causation.command("controller.resume", str(CONTROLLER_ID))
+        )
+        self.ledger.save(controller)
+        self.reconsider(controller, self.clock(), f"{CONTROLLER_ID}:{controller.version}")
+        return controller

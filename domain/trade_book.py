@@ -1,0 +1,92 @@
+"""The controller's view of closed trades: its measurements, kept cheap as exits arrive."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from domain.controller_policy import Measurements
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ClosedTradeFact:
+    """What the controller needs of a closed trade."""
+
+    exit_time: datetime
+    notification_id: int
+    signal_id: str
+    pnl_quote: float
+    outcome: str
+
+
+class TradeBook:
+    """Closed trades in exit-time order and the controller's measurements over them.
+
+    Definitions match ``docs/metrics.md``: the win rate over the last ``window`` closed
+    trades, the current run of losses (breakevens break it), today's P&L as a fraction of
+    equity at the start of the UTC day, and the drawdown of equity from its running peak,
+    the starting balance counting as the first peak.
+    """
+
+    def __init__(self, starting_balance: float, window: int = 20) -> None:
+        self.starting_balance = starting_balance
+        self.window = window
+        self._trades: list[ClosedTradeFact] = []
+        self._by_signal: dict[str, ClosedTradeFact] = {}
+        self._equity = starting_balance
+        self._peak = starting_balance
+        self._peak_stale = False
+
+    def put(self, trade: ClosedTradeFact) -> None:
+        """Add a closed trade, or replace it after its entry was corrected."""
+        old = self._by_signal.pop(trade.signal_id, None)
+        if old is not None:
+            self._trades.remove(old)
+            self._equity -= old.pnl_quote
+            self._peak_stale = True
+        at_end = not self._trades or trade >= self._trades[-1]
+        bisect.insort(self._trades, trade)
+        self._by_signal[trade.signal_id] = trade
+        self._equity += trade.pnl_quote
+        if at_end and not self._peak_stale:
+            self._peak = max(self._peak, self._equity)
+        else:
+            self._peak_stale = True
+
+    def measurements(self, now: datetime) -> Measurements:
+        """The policy's inputs as of ``now`` (its UTC day is "today")."""
+        recent = self._trades[-self.window :]
+        wins = sum(t.outcome == "win" for t in recent)
+        losses = 0
+        for trade in reversed(self._trades):
+            if trade.outcome != "loss":
+                break
+            losses += 1
+        day_start = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
+        day_end = day_start + timedelta(days=1)
+        today = later = 0.0
+        for trade in reversed(self._trades):
+            if trade.exit_time < day_start:
+                break
+            if trade.exit_time < day_end:
+                today += trade.pnl_quote
+            else:
+                later += trade.pnl_quote
+        opening = self._equity - today - later
+        return Measurements(
+            win_rate_last_20=wins / len(recent) if recent else None,
+            sample_size=len(recent),
+            today_pnl_fraction=today / opening if opening > 0 else 0.0,
+            consecutive_losses=losses,
+            drawdown=self._drawdown() if self._trades else None,
+        )
+
+    def _drawdown(self) -> float:
+        if self._peak_stale:
+            equity, self._peak = self.starting_balance, self.starting_balance
+            for trade in self._trades:
+                equity += trade.pnl_quote
+                self._peak = max(self._peak, equity)
+            self._peak_stale = False
+        return max(0.0, (self._peak - self._equity) / self._peak)
