@@ -2,7 +2,9 @@
 
 About ``days`` days of signals on three symbols, with theories, confidences, skipped
 signals, take-profits, stop-losses and timeouts. The model is slightly over-confident,
-so the calibration report has something to say. The same seed gives the same history.
+so the calibration report has something to say. The trader overrides about half of the
+signals the controller blocks (recorded as forced entries) and withholds the rest.
+The same seed gives the same history.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class DemoTrade:
     exit_fee: float
     exit_reason: str
     exit_at: datetime | None
+    force_if_blocked: bool = False
 
 
 def generate(days: int = 90, seed: int = 7, end: datetime | None = None) -> Iterator[DemoTrade]:
@@ -57,7 +60,7 @@ def generate(days: int = 90, seed: int = 7, end: datetime | None = None) -> Iter
         direction = Direction.LONG if rng.random() < 0.55 else Direction.SHORT
         sign = 1 if direction is Direction.LONG else -1
         confidence = round(rng.uniform(0.55, 0.92), 3)
-        take, stop = rng.uniform(0.012, 0.03), rng.uniform(0.008, 0.018)
+        take, stop = rng.uniform(0.006, 0.016), rng.uniform(0.01, 0.022)
         theories = {
             name: round(rng.uniform(-0.2, 0.6), 3)
             for name in rng.sample(THEORIES, rng.randint(2, 4))
@@ -78,6 +81,7 @@ def generate(days: int = 90, seed: int = 7, end: datetime | None = None) -> Iter
             model_version=rng.choice(("v7.2", "v7.3")),
             theories=theories,
         )
+        force = rng.random() < 0.5
         if rng.random() < 0.15:
             yield DemoTrade(draft, True, None, None, 0.0, "", None)
             continue
@@ -85,7 +89,7 @@ def generate(days: int = 90, seed: int = 7, end: datetime | None = None) -> Iter
         entry = Fill(price=price, qty=qty, fee=round(price * qty * TAKER_FEE, 4), at=moment)
         held = timedelta(minutes=rng.uniform(20, 720))
         roll = rng.random()
-        win_chance = confidence - 0.17
+        win_chance = confidence - 0.03
         if roll < win_chance:
             exit_price, reason = price * (1 + sign * take), ExitReason.TAKE_PROFIT.value
         elif roll < win_chance + 0.1:
@@ -95,12 +99,11 @@ def generate(days: int = 90, seed: int = 7, end: datetime | None = None) -> Iter
             exit_price, reason = price * (1 - sign * stop), ExitReason.STOP_LOSS.value
         exit_at = moment + held
         if exit_at > end:
-            yield DemoTrade(draft, False, entry, None, 0.0, "", None)
+            yield DemoTrade(draft, False, entry, None, 0.0, "", None, force)
             continue
         exit_price = round(exit_price, 2)
-        yield DemoTrade(
-            draft, False, entry, exit_price, round(exit_price * qty * TAKER_FEE, 4), reason, exit_at
-        )
+        exit_fee = round(exit_price * qty * TAKER_FEE, 4)
+        yield DemoTrade(draft, False, entry, exit_price, exit_fee, reason, exit_at, force)
 
 
 def record(
@@ -108,8 +111,14 @@ def record(
     history: Iterator[DemoTrade],
     batch: int = 200,
     progress: Callable[[int], None] | None = None,
+    after_batch: Callable[[], object] | None = None,
 ) -> int:
-    """Record the history through the domain, ``batch`` signals per transaction; returns signals."""
+    """Record the history through the domain, ``batch`` signals per transaction.
+
+    ``after_batch`` runs after each saved batch (the CLI brings the controller up to date
+    there, so later signals are gated by it; a blocked signal is withheld, not traded).
+    Returns the number of signals.
+    """
     pending: list[Aggregate] = []
     count = 0
     for item in history:
@@ -118,8 +127,8 @@ def record(
         pending.append(signal)
         if item.skipped:
             signal.skip("outside trading hours", item.draft.at, cause, traded=False)
-        elif item.entry is not None:
-            trade = Trade.enter(signal, item.entry, cause)
+        elif item.entry is not None and (item.force_if_blocked or not signal.gate.blocked):
+            trade = Trade.enter(signal, item.entry, cause, forced=item.force_if_blocked)
             if item.exit_price is not None and item.exit_at is not None:
                 trade.record_exit(
                     item.exit_price, item.exit_fee, item.exit_reason, item.exit_at, cause
@@ -129,6 +138,8 @@ def record(
         if len(pending) >= batch:
             ledger.save_all(pending)
             pending = []
+            if after_batch:
+                after_batch()
         if progress:
             progress(1)
     if pending:

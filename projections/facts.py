@@ -39,8 +39,8 @@ class Fact:
 
     @property
     def business_time(self) -> datetime:
-        """When the fact happened in the market (its ``at``), else when it was recorded."""
-        at = self.state.get("at")
+        """When the fact happened (its ``at`` or ``decided_at``), else when it was recorded."""
+        at = self.state.get("at") or self.state.get("decided_at")
         return as_time(at) if at is not None else self.recorded_at
 
 

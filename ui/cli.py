@@ -676,7 +676,11 @@ def demo(
         with progress_bar("recording demo history") as bar:
             task = bar.add_task("recording demo history", total=None)
             count = record(
-                tw.ledger, generate(days=days, seed=seed), progress=lambda n: bar.advance(task, n)
+                tw.ledger,
+                generate(days=days, seed=seed),
+                batch=10,
+                progress=lambda n: bar.advance(task, n),
+                after_batch=tw.sync,
             )
         tw.sync()
     out.print(f"recorded {count} demo signals over {days} days in {tw.settings.database}")
