@@ -17,6 +17,8 @@ from projections.ledger import LedgerProjection
 from projections.reports import Reports
 from projections.store import ReadStore
 
+ENTRY_KINDS = ("Trade.EntryRecorded", "Trade.EntryCorrected")
+
 
 @dataclass
 class Tradewatch:
@@ -59,15 +61,31 @@ class Tradewatch:
 
 
 class _UntilLog:
-    """The log, less the facts that happened after a moment."""
+    """The log, less the facts that happened after a moment.
+
+    A trade counts as entered at its *effective* entry time, the time of its last entry
+    or correction, so a correction that moves the entry earlier or later moves the trade.
+    """
 
     def __init__(self, log: RecorderLog, moment: datetime) -> None:
         self.log = log
         self.moment = moment
+        self.entered_at: dict[str, datetime] = {}
+        position = 0
+        while facts := log.read(position, 10_000):
+            for fact in facts:
+                if fact.kind in ENTRY_KINDS:
+                    self.entered_at[fact.aggregate_id] = fact.business_time
+            position = facts[-1].id
+
+    def _happened(self, fact: Fact) -> bool:
+        if fact.kind in ENTRY_KINDS:
+            return self.entered_at[fact.aggregate_id] <= self.moment
+        return fact.business_time <= self.moment
 
     def read(self, after: int, limit: int, until: int | None = None) -> list[Fact]:
         while facts := self.log.read(after, limit, until):
-            kept = [f for f in facts if f.business_time <= self.moment]
+            kept = [f for f in facts if self._happened(f)]
             if kept:
                 return kept
             after = facts[-1].id

@@ -16,6 +16,7 @@ class SQLiteReadStore:
     """Read models in a SQLite file (WAL mode), or in memory for time travel."""
 
     dialect = "sqlite"
+    transient_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
     def __init__(self, path: str) -> None:
         self._conn = sqlite3.connect(
@@ -54,6 +55,9 @@ class SQLiteReadStore:
         """SQLite locks the whole database on write: nothing to add."""
         return ""
 
+    def lock_schema(self, cursor: Any) -> None:
+        """``BEGIN IMMEDIATE`` already serialises writers."""
+
     def table_exists(self, cursor: Any, name: str) -> bool:
         """Whether the table exists."""
         cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
@@ -63,6 +67,9 @@ class SQLiteReadStore:
         """Close the connection."""
         self._conn.close()
 
+
+SCHEMA_LOCK = 7_146_201_801
+"""The advisory-lock key tradewatch takes while it changes read-model tables."""
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -94,28 +101,43 @@ class PostgresReadStore:
     """Read models in the same PostgreSQL database as the events."""
 
     dialect = "postgresql"
+    transient_errors: tuple[type[Exception], ...] = (psycopg.OperationalError,)
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._conn = psycopg.connect(url, autocommit=False)
         self._lock = threading.RLock()
 
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The connection, opened again if it was closed or broken."""
+        if self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self._url, autocommit=False)
+        return self._conn
+
     @contextmanager
     def transaction(self) -> Iterator[_PostgresCursor]:
         """One transaction; the engine serialises writers with ``SELECT … FOR UPDATE``."""
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cursor:
-            yield _PostgresCursor(cursor)
+        with self._lock:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cursor:
+                yield _PostgresCursor(cursor)
 
     @contextmanager
     def reading(self) -> Iterator[_PostgresCursor]:
         """A repeatable-read snapshot for several statements."""
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield _PostgresCursor(cursor)
+        with self._lock:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield _PostgresCursor(cursor)
 
     def lock_suffix(self) -> str:
         """Row locks on the positions serialise engines."""
         return " FOR UPDATE"
+
+    def lock_schema(self, cursor: Any) -> None:
+        """A transaction-scoped advisory lock: one process creates or swaps tables at a time."""
+        cursor.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
 
     def table_exists(self, cursor: Any, name: str) -> bool:
         """Whether the table exists in the search path."""

@@ -28,6 +28,10 @@ Progress = Callable[[int, int], None]
 """Called with (events done, events in all) as work advances."""
 
 
+class OutdatedSettingsError(RuntimeError):
+    """Another process rebuilt a read model with other settings than this engine's."""
+
+
 @dataclass(frozen=True)
 class Table:
     """A read-model table: columns as portable SQL, a primary key and indexed columns."""
@@ -106,6 +110,7 @@ class ProjectionEngine:
             return
         stale: list[str] = []
         with self.store.transaction() as cur:
+            self.store.lock_schema(cur)
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {POSITIONS} (name TEXT PRIMARY KEY, "
                 "position BIGINT NOT NULL, config TEXT NOT NULL)"
@@ -117,7 +122,8 @@ class ProjectionEngine:
                     for table in projection.tables:
                         table.create(cur, table.name)
                     cur.execute(
-                        f"INSERT INTO {POSITIONS} (name, position, config) VALUES (?, 0, ?)",
+                        f"INSERT INTO {POSITIONS} (name, position, config) VALUES (?, 0, ?) "
+                        "ON CONFLICT (name) DO NOTHING",
                         (projection.name, projection.config()),
                     )
                 elif known[projection.name] != projection.config():
@@ -166,6 +172,7 @@ class ProjectionEngine:
             locked = self._lock_positions(cur)
             if any(locked[name] != expected[name] for name in self.projections):
                 return False  # another engine moved on: re-read from the new positions
+            self._check_config(cur)
             moved = []
             for name, projection in self.projections.items():
                 pending = [fact for fact in facts if fact.id > locked[name]]
@@ -174,6 +181,16 @@ class ProjectionEngine:
                     moved.append((facts[-1].id, name))
             cur.executemany(f"UPDATE {POSITIONS} SET position = ? WHERE name = ?", moved)
         return True
+
+    def _check_config(self, cur: Cursor) -> None:
+        cur.execute(f"SELECT name, config FROM {POSITIONS}")
+        stored = dict(cur.fetchall())
+        for name, projection in self.projections.items():
+            if stored.get(name) != projection.config():
+                raise OutdatedSettingsError(
+                    f"read model {name!r} was rebuilt with {stored.get(name)} by another process; "
+                    f"this one runs with {projection.config()}: restart it with the same settings"
+                )
 
     def _lock_positions(self, cur: Cursor) -> dict[str, int]:
         cur.execute(f"SELECT name, position FROM {POSITIONS}{self.store.lock_suffix()}")
@@ -194,8 +211,15 @@ class ProjectionEngine:
         ``waiter`` wakes the engine on new events (PostgreSQL LISTEN/NOTIFY, or a short
         sleep when polling SQLite); ``poll_interval`` bounds the wait as a fallback.
         """
+        backoff = 0.1
         while not stop.is_set():
-            applied = self.catch_up()
+            try:
+                applied = self.catch_up()
+            except self.store.transient_errors:
+                stop.wait(backoff)  # the database went away: wait, reconnect, carry on
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
             if applied and on_applied:
                 on_applied(applied)
             waiter.wait(poll_interval)
@@ -221,6 +245,7 @@ class ProjectionEngine:
         chosen = [self._projection(name) for name in (names or list(self.projections))]
         staging = {p.name: {t.name: t.name + STAGING_SUFFIX for t in p.tables} for p in chosen}
         with self.store.transaction() as cur:
+            self.store.lock_schema(cur)
             for projection in chosen:
                 for table in projection.tables:
                     cur.execute(f"DROP TABLE IF EXISTS {staging[projection.name][table.name]}")

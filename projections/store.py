@@ -50,6 +50,13 @@ class ReadStore(Protocol):
         """A read-only snapshot."""
         ...
 
+    transient_errors: tuple[type[Exception], ...]
+    """Errors after which a follower should wait and retry (a dropped connection)."""
+
+    def lock_schema(self, cursor: Cursor) -> None:
+        """Serialise schema changes (creating or swapping tables) across processes."""
+        ...
+
     def lock_suffix(self) -> str:
         """What to append to a SELECT to lock its rows until commit (``FOR UPDATE`` or '')."""
         ...
