@@ -126,7 +126,7 @@ def record(
         signal = Signal.record(item.draft, ledger.gate_in_force(), cause)
         pending.append(signal)
         if item.skipped:
-            signal.skip("outside trading hours", item.draft.at, cause, traded=False)
+            signal.skip("outside trading hours", item.draft.at, cause)
         elif item.entry is not None and (item.force_if_blocked or not signal.gate.blocked):
             trade = Trade.enter(signal, item.entry, cause, forced=item.force_if_blocked)
             if item.exit_price is not None and item.exit_at is not None:

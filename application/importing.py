@@ -255,6 +255,8 @@ def _stage(
     new_entry = trade is None
     if trade is None:
         trade = Trade.enter(signal, row.entry, cause)
+        if not new_signal:
+            pending.append(signal)
         pending.append(trade)
     elif trade.entry_facts() != {
         "price": row.entry.price,

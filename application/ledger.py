@@ -101,9 +101,7 @@ class TradeLedger(Application[Any]):
 
         def attempt() -> Sequence[Aggregate]:
             signal = self.signal(signal_id)
-            signal.skip(
-                reason, at, _command("skip", str(signal.id)), traded=self._traded(signal_id)
-            )
+            signal.skip(reason, at, _command("skip", str(signal.id)))
             return (signal,)
 
         return self._run(signal_id, attempt)
@@ -117,7 +115,8 @@ class TradeLedger(Application[Any]):
                 raise DomainError(
                     f"signal {signal_id} already has an entry; use 'entry --correct' to fix it"
                 )
-            return (Trade.enter(signal, fill, _command("entry", str(signal.id)), forced=force),)
+            trade = Trade.enter(signal, fill, _command("entry", str(signal.id)), forced=force)
+            return (signal, trade)
 
         return self._run(signal_id, attempt)
 
@@ -177,9 +176,6 @@ class TradeLedger(Application[Any]):
         return recordings[-1].notification.id if recordings else None
 
     # Helpers ----------------------------------------------------------------------
-
-    def _traded(self, signal_id: str) -> bool:
-        return self.trade(signal_id) is not None
 
     def _open_or_closed_trade(self, signal_id: str) -> Trade:
         trade = self.trade(signal_id)

@@ -126,8 +126,8 @@ class Measurements:
             raise ValueError(f"today_pnl_fraction must be finite, got {self.today_pnl_fraction}")
         if self.consecutive_losses < 0:
             raise ValueError(f"consecutive_losses must be >= 0, got {self.consecutive_losses}")
-        if self.drawdown is not None and not 0 <= self.drawdown <= 1:
-            raise ValueError(f"drawdown must be within [0, 1], got {self.drawdown}")
+        if self.drawdown is not None and not (math.isfinite(self.drawdown) and self.drawdown >= 0):
+            raise ValueError(f"drawdown must be a finite fraction >= 0, got {self.drawdown}")
 
     @property
     def today_loss_pct(self) -> float:

@@ -176,6 +176,7 @@ class Signal(Aggregate):
         self.facts: dict[str, Any] = {}
         self.gate = Gate()
         self.skip_reason: str | None = None
+        self.traded = False
 
     class Recorded(TracedCreated):
         """A signal entered by hand (or imported)."""
@@ -214,6 +215,14 @@ class Signal(Aggregate):
 
     class Generated(Recorded):
         """A signal issued by a model, with its inputs digest and quality gates."""
+
+    class Traded(TracedEvent):
+        """The signal was entered (recorded with the entry, in the same transaction)."""
+
+        at: datetime
+
+        def apply(self, aggregate: Signal) -> None:
+            aggregate.traded = True
 
     class Skipped(TracedEvent):
         """The trader decided not to trade the signal."""
@@ -283,9 +292,14 @@ class Signal(Aggregate):
                 f"{', '.join(differing)}"
             )
 
-    def skip(self, reason: str, at: datetime, causation: Causation, *, traded: bool) -> None:
+    def mark_traded(self, at: datetime, causation: Causation) -> None:
+        """Record that the signal was entered; saved with the entry, so that a concurrent
+        skip conflicts on this signal instead of both succeeding."""
+        self.trigger_event(self.Traded, at=utc(at), **causation.fields())
+
+    def skip(self, reason: str, at: datetime, causation: Causation) -> None:
         """Mark the signal as not traded; refused once it has a trade or was skipped."""
-        if traded:
+        if self.traded:
             raise DomainError(f"signal {self.signal_id} is already traded and cannot be skipped")
         if self.skipped:
             raise DomainError(f"signal {self.signal_id} is already skipped")

@@ -109,7 +109,10 @@ class Trade(Aggregate):
     def enter(
         cls, signal: Signal, fill: Fill, causation: Causation, *, forced: bool = False
     ) -> Trade:
-        """Open the trade of ``signal``; refused if skipped, or blocked unless forced."""
+        """Open the trade of ``signal`` and mark the signal traded (save both together).
+
+        Refused if the signal was skipped or already traded, or blocked unless forced.
+        """
         if signal.skipped:
             raise DomainError(f"signal {signal.signal_id} was skipped; no entry can be recorded")
         if signal.gate.blocked and not forced:
@@ -117,8 +120,11 @@ class Trade(Aggregate):
                 f"signal {signal.signal_id} was blocked by the controller "
                 f"({signal.gate.status}); use --force to override"
             )
+        if signal.traded:
+            raise DomainError(f"signal {signal.signal_id} already has an entry")
         stop, target = signal.facts["stop_loss"], signal.facts["take_profit"]
         check_levels(signal.direction, fill.price, fill.price, stop, target)
+        signal.mark_traded(fill.at, causation)
         return cls._create(
             cls.EntryRecorded,
             id=trade_uuid(signal.signal_id),

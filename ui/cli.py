@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -68,7 +69,7 @@ AtOpt = Annotated[
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-line error and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -305,7 +306,7 @@ def report(as_json: bool, data: Any, text: str) -> None:
     if as_json:
         print_json(data)
     else:
-        out.print(text, highlight=False)
+        out.print(text, markup=False, highlight=False)
 
 
 # Reports --------------------------------------------------------------------------------
@@ -564,7 +565,7 @@ def progress_bar(description: str) -> Progress:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err,
-        transient=False,
+        transient=True,
     )
 
 
@@ -744,10 +745,14 @@ def status(as_json: JsonOpt = False) -> None:
         highlight=False,
     )
     if data["pause"]:
-        out.print(f"paused by {data['pause']['by']}: {data['pause']['reason']}", highlight=False)
+        out.print(
+            f"paused by {data['pause']['by']}: {data['pause']['reason']}",
+            markup=False,
+            highlight=False,
+        )
     for rule in data["rules"]:
         mark = "[red]✗[/]" if rule.get("fired") else "[green]✓[/]"
-        out.print(f"  {mark} {rule['text']}", highlight=False)
+        out.print(f"  {mark} {escape(rule['text'])}", highlight=False)
 
 
 def operator() -> str:
@@ -905,6 +910,7 @@ def audit_cmd(
             for step in data:
                 out.print(
                     f"{step['at']}  #{step['notification_id']}  {describe_step(step)}",
+                    markup=False,
                     highlight=False,
                 )
             if not data:
@@ -919,7 +925,7 @@ def audit_cmd(
     gate = data["gate"]
     decision = gate["decision"]
     out.print(
-        f"[bold]signal {target}[/] — controller was {gate['status'].upper()} "
+        f"[bold]signal {escape(target)}[/] — controller was {gate['status'].upper()} "
         f"x{gate['multiplier']:g}"
         + (
             f", set by decision {decision['event_id']} (#{decision['notification_id']})"
@@ -931,6 +937,7 @@ def audit_cmd(
     for step in data["steps"]:
         out.print(
             f"{step['at']}  #{step['notification_id']}  {step['kind']}: {describe_step(step)}",
+            markup=False,
             highlight=False,
         )
     if data["pnl"] and data["pnl"]["pnl_pct"] is not None:
