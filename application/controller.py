@@ -61,6 +61,7 @@ class ControllerProcess:
         self.breakeven_pct = breakeven_pct
         self.clock = clock
         self.page_size = page_size
+        self._recorded = 0
 
     def controller(self) -> Controller:
         """The controller as recorded (a fresh GREEN one if none was yet)."""
@@ -81,9 +82,11 @@ class ControllerProcess:
 
     def run_once(self) -> int:
         """Process every pending event, then the day boundary; returns decisions recorded."""
+        self._recorded = 0
         for _ in range(5):
             try:
-                return self._process() + self._day_boundary()
+                self._process()
+                return self._recorded + self._day_boundary()
             except RecordConflictError:
                 continue  # another controller recorded first: re-read and carry on
         raise ConflictError("the controller kept conflicting with another controller; try again")
@@ -94,13 +97,12 @@ class ControllerProcess:
             book.put(trade)
         return book
 
-    def _process(self) -> int:
+    def _process(self) -> None:
         position = self.position()
         if position >= self.log.last_id():
-            return 0
+            return
         controller = self.controller()
         book = self._book(position)
-        recorded = 0
         while facts := self.log.read(position, self.page_size):
             for fact in facts:
                 closed = self._closed_trade(fact)
@@ -119,11 +121,10 @@ class ControllerProcess:
                         controller.collect_events(),
                         tracking=Tracking(PROCESS_NAME, fact.id),
                     )
-                    recorded += 1
+                    self._recorded += 1
             position = facts[-1].id
             if self.position() < position:
                 self.ledger.tracking.insert_tracking(Tracking(PROCESS_NAME, position))
-        return recorded
 
     def _closed_trade(self, fact: Fact) -> ClosedTradeFact | None:
         if fact.kind not in ("Trade.ExitRecorded", "Trade.EntryCorrected"):

@@ -34,9 +34,8 @@ class Tradewatch:
     def sync(self, progress: Progress | None = None) -> int:
         """Bring read models and the controller up to date (the embedded mode's heartbeat)."""
         applied = self.engine.catch_up(progress=progress)
-        if self.controller.run_once():
-            applied += self.engine.catch_up()
-        return applied
+        self.controller.run_once()
+        return applied + self.engine.catch_up()  # the controller's decisions, if any
 
     def as_of(self, moment: datetime) -> Reports:
         """Reports as they stood at ``moment``: the events up to it replayed into memory.
