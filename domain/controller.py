@@ -76,12 +76,15 @@ class Controller(Aggregate):
             aggregate.changed_at = self.decided_at
             aggregate.last_decision_id = event_id(self.originator_id, self.originator_version)
 
-    class Paused(TracedEvent):
-        """Someone stopped trading by hand."""
+    class ManualAction(TracedEvent):
+        """A person acted on the controller: who, why and when."""
 
         by: str
         reason: str
         at: datetime
+
+    class Paused(ManualAction):
+        """Someone stopped trading by hand."""
 
         def apply(self, aggregate: Controller) -> None:
             was_red = aggregate.state.status is Status.RED
@@ -91,12 +94,8 @@ class Controller(Aggregate):
                 aggregate.changed_at = self.at
             aggregate.last_decision_id = event_id(self.originator_id, self.originator_version)
 
-    class Resumed(TracedEvent):
+    class Resumed(ManualAction):
         """Someone lifted a pause or cool-down; the numbers decide again."""
-
-        by: str
-        reason: str
-        at: datetime
 
         def apply(self, aggregate: Controller) -> None:
             aggregate.state = resume(aggregate.state, self.by, self.reason, self.at)

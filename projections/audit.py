@@ -145,48 +145,40 @@ def verify_chain(log: EventLog, store: ReadStore) -> ChainCheck:
     return ChainCheck(checked, True)
 
 
-def trail(store: ReadStore, correlation_id: str) -> list[dict[str, Any]]:
-    """Every event of one correlation, in log order."""
+_TRAIL_COLUMNS = "notification_id, event_id, kind, causation_id, at, recorded_at, data"
+
+
+def _select(store: ReadStore, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
     with store.reading() as cur:
         cur.execute(
-            "SELECT notification_id, event_id, kind, causation_id, at, recorded_at, data "
-            "FROM audit_trail WHERE correlation_id = ? ORDER BY notification_id",
-            (correlation_id,),
+            f"SELECT {_TRAIL_COLUMNS} FROM audit_trail WHERE {where} ORDER BY notification_id",
+            params,
         )
         rows = cur.fetchall()
     return [_row(r) for r in rows]
 
 
+def trail(store: ReadStore, correlation_id: str) -> list[dict[str, Any]]:
+    """Every event of one correlation, in log order."""
+    return _select(store, "correlation_id = ?", (correlation_id,))
+
+
 def event(store: ReadStore, event_id: str) -> dict[str, Any] | None:
     """One event of the trail by its id."""
-    with store.reading() as cur:
-        cur.execute(
-            "SELECT notification_id, event_id, kind, causation_id, at, recorded_at, data "
-            "FROM audit_trail WHERE event_id = ?",
-            (event_id,),
-        )
-        row = cur.fetchone()
-    return _row(row) if row else None
+    found = _select(store, "event_id = ?", (event_id,))
+    return found[0] if found else None
 
 
 def by_kind(
     store: ReadStore, kinds: Sequence[str], since: str | None = None
 ) -> list[dict[str, Any]]:
     """Events of the given kinds (e.g. controller decisions), oldest first."""
-    marks = ", ".join("?" * len(kinds))
+    where = f"kind IN ({', '.join('?' * len(kinds))})"
     params: list[Any] = list(kinds)
-    where = f"kind IN ({marks})"
     if since:
         where += " AND at >= ?"
         params.append(since)
-    with store.reading() as cur:
-        cur.execute(
-            "SELECT notification_id, event_id, kind, causation_id, at, recorded_at, data "
-            f"FROM audit_trail WHERE {where} ORDER BY notification_id",
-            params,
-        )
-        rows = cur.fetchall()
-    return [_row(r) for r in rows]
+    return _select(store, where, params)
 
 
 def _row(row: Sequence[Any]) -> dict[str, Any]:
