@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test bench lint services clean
+.PHONY: install run test bench lint services browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ run: install
 services:
 	bash scripts/ensure-services.sh
 
-test: install services
+browser:
+	bash scripts/ensure-browser.sh
+
+test: install services browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -309,3 +310,27 @@ class Signal(Aggregate):
             at=utc(at),
             **causation.fields(),
         )
+
+
+def copy_block(signal: Mapping[str, Any]) -> str:
+    """The V4 plan's copy-paste block for a signal (facts or a read-model row).
+
+    Symbol and direction, entry zone, stop loss, take profit and size (the size after the
+    controller's multiplier when there is one). Unknown values print as ``-``.
+    """
+
+    def show(value: Any) -> str:
+        return "-" if value is None else f"{value:g}"
+
+    size = signal.get("sized_position")
+    if size is None:
+        size = signal.get("position_size")
+    low, high = signal.get("entry_low"), signal.get("entry_high")
+    entry = show(low) if low == high else f"{show(low)} - {show(high)}"
+    return (
+        f"{signal['symbol']} {str(signal['direction']).upper()}\n"
+        f"Entry: {entry}\n"
+        f"SL: {show(signal.get('stop_loss'))}\n"
+        f"TP: {show(signal.get('take_profit'))}\n"
+        f"Size: {show(size)}"
+    )

@@ -52,6 +52,7 @@ SIGNALS = Table(
         "size_multiplier DOUBLE PRECISION NOT NULL",
         "controller_decision_id TEXT",
         "blocked INTEGER NOT NULL",
+        "sized_position DOUBLE PRECISION",
         "state TEXT NOT NULL",
         "skip_reason TEXT",
         "notification_id BIGINT NOT NULL",
@@ -110,8 +111,9 @@ class LedgerProjection:
         self.breakeven_pct = breakeven_pct
 
     def config(self) -> str:
-        """The outcome threshold: changing it recomputes every outcome on replay."""
-        return f"breakeven_pct={self.breakeven_pct!r}"
+        """The outcome threshold (changing it recomputes every outcome on replay), and the
+        schema version (a new column rebuilds the tables)."""
+        return f"breakeven_pct={self.breakeven_pct!r};schema=2"
 
     def apply(self, cursor: Cursor, tables: Mapping[str, str], facts: Sequence[Fact]) -> None:
         """Apply a batch: load the rows it touches, change them in memory, upsert once."""
@@ -164,6 +166,7 @@ class LedgerProjection:
             "size_multiplier": s["size_multiplier"],
             "controller_decision_id": s["controller_decision_id"],
             "blocked": int(s["blocked"]),
+            "sized_position": s["sized_position"],
             "state": "pending",
             "skip_reason": None,
             "notification_id": fact.id,

@@ -481,7 +481,7 @@ def test_changed_breakeven_threshold_recomputes_outcomes(
     with second.store.reading() as cur:
         cur.execute(f"SELECT config, position FROM {POSITIONS} WHERE name = 'ledger'")
         config, position = cur.fetchone()
-    assert config == "breakeven_pct=5.0"
+    assert config.startswith("breakeven_pct=5.0;")
     assert position == second.ledger.recorder.max_notification_id()
     assert projected(second) == reference(second)
 
@@ -520,7 +520,7 @@ def test_running_engine_with_an_old_threshold_refuses_to_mix_outcomes(
     with new.store.reading() as cur:
         cur.execute(f"SELECT config FROM {POSITIONS} WHERE name = 'ledger'")
         config = cur.fetchone()[0]
-    threshold = float(config.partition("=")[2])
+    threshold = float(config.split(";")[0].partition("=")[2])
     assert threshold == 5.0
     outcome, pct = outcomes(new.store)["late"]  # +2 %: a breakeven under the 5 % in force
     assert outcome == classify(pct, threshold).value == "breakeven"
