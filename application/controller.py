@@ -8,34 +8,22 @@ same exit conflict on the controller's version; the loser re-reads and finds it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
-from uuid import UUID
 
 from eventsourcing.persistence import RecordConflictError, Tracking
 
+from application.bookkeeping import Bookkeeper
 from application.ledger import TradeLedger
 from domain.controller import CONTROLLER_ID, Controller
 from domain.controller_policy import Status, Thresholds, evaluate
 from domain.errors import ConflictError
 from domain.events import Causation
-from domain.pnl import classify
 from domain.signal import Gate
-from domain.trade import Trade
-from domain.trade_book import ClosedTradeFact, TradeBook
-from projections.facts import EventLog, Fact
+from projections.facts import EventLog
 
 PROCESS_NAME = "controller"
 """The controller's tracking key in the event store."""
-
-
-class ClosedTradesSource(Protocol):
-    """Closed trades whose exit was recorded at or before a notification id."""
-
-    def closed_until(self, notification_id: int) -> Sequence[ClosedTradeFact]:
-        """From the read model; the controller rebuilds its book from it on start."""
-        ...
 
 
 class ControllerProcess:
@@ -45,20 +33,16 @@ class ControllerProcess:
         self,
         ledger: TradeLedger,
         log: EventLog,
-        trades: ClosedTradesSource,
+        books: Bookkeeper,
         *,
         thresholds: Thresholds,
-        starting_balance: float,
-        breakeven_pct: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         page_size: int = 1000,
     ) -> None:
         self.ledger = ledger
         self.log = log
-        self.trades = trades
+        self.books = books
         self.thresholds = thresholds
-        self.starting_balance = starting_balance
-        self.breakeven_pct = breakeven_pct
         self.clock = clock
         self.page_size = page_size
         self._recorded = 0
@@ -91,21 +75,15 @@ class ControllerProcess:
                 continue  # another controller recorded first: re-read and carry on
         raise ConflictError("the controller kept conflicting with another controller; try again")
 
-    def _book(self, position: int) -> TradeBook:
-        book = TradeBook(self.starting_balance, self.thresholds.window)
-        for trade in self.trades.closed_until(position):
-            book.put(trade)
-        return book
-
     def _process(self) -> None:
         position = self.position()
         if position >= self.log.last_id():
             return
         controller = self.controller()
-        book = self._book(position)
+        book = self.books.book(position)
         while facts := self.log.read(position, self.page_size):
             for fact in facts:
-                closed = self._closed_trade(fact)
+                closed = self.books.closed_trade(fact)
                 if closed is None:
                     continue
                 book.put(closed)
@@ -126,25 +104,6 @@ class ControllerProcess:
             if self.position() < position:
                 self.ledger.tracking.insert_tracking(Tracking(PROCESS_NAME, position))
 
-    def _closed_trade(self, fact: Fact) -> ClosedTradeFact | None:
-        if fact.kind not in ("Trade.ExitRecorded", "Trade.EntryCorrected"):
-            return None
-        trade: object = self.ledger.repository.get(
-            UUID(fact.aggregate_id),
-            version=fact.version,
-        )
-        assert isinstance(trade, Trade)
-        pnl = trade.pnl()
-        if pnl is None or trade.exit is None:
-            return None  # a correction of a still-open trade changes no measurement
-        return ClosedTradeFact(
-            exit_time=trade.exit.at,
-            notification_id=fact.id,
-            signal_id=trade.signal_id,
-            pnl_quote=pnl.net_quote,
-            outcome=classify(pnl.pct, self.breakeven_pct).value,
-        )
-
     def _day_boundary(self) -> int:
         """Let a RED held by the cool-down go once a new UTC day has begun."""
         controller = self.controller()
@@ -159,7 +118,7 @@ class ControllerProcess:
 
     def reconsider(self, controller: Controller, now: datetime, cause_id: str) -> int:
         """Evaluate on the latest numbers (after a resume or at a day boundary)."""
-        book = self._book(self.position())
+        book = self.books.book(self.position())
         decision = evaluate(book.measurements(now), controller.state, now, self.thresholds)
         cause = Causation(str(CONTROLLER_ID), cause_id)
         if not controller.decide(decision, [], [cause_id], cause, self.thresholds):

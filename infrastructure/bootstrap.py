@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from application.bookkeeping import Bookkeeper
 from application.controller import ControllerProcess
 from application.ledger import TradeLedger
 from infrastructure.readstore import PostgresReadStore, SQLiteReadStore
@@ -116,13 +117,14 @@ def bootstrap(settings: Settings | None = None) -> Tradewatch:
     engine = ProjectionEngine(log, store, projections_for(settings))
     engine.setup()
     reports = Reports(store, starting_balance=settings.starting_balance, timezone=settings.timezone)
-    controller = ControllerProcess(
+    thresholds = settings.thresholds()
+    books = Bookkeeper(
         ledger,
-        log,
         reports,
-        thresholds=settings.thresholds(),
         starting_balance=settings.starting_balance,
+        window=thresholds.window,
         breakeven_pct=settings.breakeven_pct,
     )
+    controller = ControllerProcess(ledger, log, books, thresholds=thresholds)
     ledger.gate_in_force = controller.gate
     return Tradewatch(settings, ledger, store, engine, reports, controller)
