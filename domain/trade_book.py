@@ -54,6 +54,10 @@ class TradeBook:
         else:
             self._peak_stale = True
 
+    def recent_wins(self) -> list[bool]:
+        """The last ``window`` closed trades, oldest first: True for a win."""
+        return [t.outcome == "win" for t in self._trades[-self.window :]]
+
     def measurements(self, now: datetime) -> Measurements:
         """The policy's inputs as of ``now`` (its UTC day is "today")."""
         recent = self._trades[-self.window :]

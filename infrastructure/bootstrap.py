@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from application.alerts import AlertPolicy
 from application.bookkeeping import Bookkeeper
 from application.controller import ControllerProcess
 from application.ledger import TradeLedger
@@ -31,12 +32,15 @@ class Tradewatch:
     engine: ProjectionEngine
     reports: Reports
     controller: ControllerProcess
+    alerts: AlertPolicy
 
     def sync(self, progress: Progress | None = None) -> int:
-        """Bring read models and the controller up to date (the embedded mode's heartbeat)."""
+        """Bring read models, the controller and the alerts up to date (embedded mode)."""
         applied = self.engine.catch_up(progress=progress)
         self.controller.run_once()
-        return applied + self.engine.catch_up()  # the controller's decisions, if any
+        applied += self.engine.catch_up()  # the controller's decisions, if any
+        self.alerts.run_once()
+        return applied + self.engine.catch_up()  # the alerts, if any
 
     def as_of(self, moment: datetime) -> Reports:
         """Reports as they stood at ``moment``: the events up to it replayed into memory.
@@ -127,4 +131,5 @@ def bootstrap(settings: Settings | None = None) -> Tradewatch:
     )
     controller = ControllerProcess(ledger, log, books, thresholds=thresholds)
     ledger.gate_in_force = controller.gate
-    return Tradewatch(settings, ledger, store, engine, reports, controller)
+    alerts = AlertPolicy(ledger, log, books, reports, settings.alert_settings())
+    return Tradewatch(settings, ledger, store, engine, reports, controller, alerts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -14,6 +15,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from application.alerts import AlertSettings
+from domain.alert import AlertType, Mode
 from domain.controller_policy import Thresholds
 
 DEFAULT_HOME = Path("~/.local/share/tradewatch")
@@ -45,6 +48,32 @@ class Settings(BaseSettings):
     max_consecutive_losses: int = Field(default=5, description="RED at this many losses in a row.")
     max_drawdown: float = Field(default=0.15, description="RED at this drawdown from the peak.")
     min_sample: int = Field(default=10, description="Trades needed before win-rate rules fire.")
+
+    alerts_signal: Mode = Field(default=Mode.ON, description="on, silent or off.")
+    alerts_warning: Mode = Field(default=Mode.ON, description="on, silent or off.")
+    alerts_critical: Mode = Field(default=Mode.ON, description="on, silent or off.")
+    alerts_daily_status: Mode = Field(default=Mode.ON, description="on, silent or off.")
+    alerts_weekly_report: Mode = Field(default=Mode.ON, description="on, silent or off.")
+    alerts_predictive_warning: Mode = Field(default=Mode.ON, description="on, silent or off.")
+    report_time: time = Field(default=time(8, 0), description="When the daily status is due.")
+    nats_url: str | None = Field(default=None, description="nats://host:4222; unset: no relay.")
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_token: str | None = None
+    nats_creds: Path | None = Field(default=None, description="A NATS .creds file.")
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+
+    def alert_settings(self) -> AlertSettings:
+        """Modes per alert type, the report time and zone, and the controller's limits."""
+        modes = {t: getattr(self, f"alerts_{t.value}") for t in AlertType}
+        return AlertSettings(
+            modes=modes,
+            timezone=self.timezone,
+            report_time=self.report_time,
+            thresholds=self.thresholds(),
+        )
 
     def thresholds(self) -> Thresholds:
         """The controller's thresholds (validated: a bad one is a one-line error)."""

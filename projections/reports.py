@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -169,6 +169,59 @@ class Reports:
                     item[key] = parse_time(item[key]).isoformat()
             out.append(item)
         return out
+
+    def _pnl_between(self, start: datetime, end: datetime) -> float:
+        with self.store.reading() as cur:
+            cur.execute(
+                "SELECT COALESCE(SUM(pnl_quote), 0) FROM trades "
+                "WHERE status = 'closed' AND exit_time >= ? AND exit_time < ?",
+                (stamp(start.astimezone(UTC)), stamp(end.astimezone(UTC))),
+            )
+            return float(cur.fetchone()[0])
+
+    def daily_figures(self, now: datetime) -> dict[str, Any]:
+        """The daily status: win rate (last 20), today's and yesterday's P&L, signals ready,
+        open positions. Days are calendar days in the configured time zone."""
+        local = now.astimezone(self.zone)
+        today = datetime.combine(local.date(), time(), self.zone)
+        yesterday = today - timedelta(days=1)
+        with self.store.reading() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM signals WHERE state = 'pending' AND blocked = 0 AND at >= ?",
+                (stamp(yesterday.astimezone(UTC)),),
+            )
+            ready = int(cur.fetchone()[0])
+        last20 = performance(
+            self.closed_trades(), starting_balance=self.starting_balance, today=local.date()
+        )
+        return {
+            "win_rate_last_20": last20["win_rate_last_20"],
+            "today_pnl": self._pnl_between(today, today + timedelta(days=1)),
+            "yesterday_pnl": self._pnl_between(yesterday, today),
+            "signals_ready": ready,
+            "open_positions": len(self.positions()),
+        }
+
+    def weekly_figures(self, now: datetime) -> dict[str, Any]:
+        """The weekly report over the 7 days before ``now``: trades, win rate, P&L, profit
+        factor, drawdown, best and worst theory by P&L, calibration ECE."""
+        since = now - timedelta(days=7)
+        week = [t for t in self.closed_trades() if since <= t.exit_time <= now]
+        report = performance(
+            week, starting_balance=self.starting_balance, today=now.astimezone(self.zone).date()
+        )
+        theories = [t for t in theory_attribution([], week) if t["trades"]]
+        ranked = sorted(theories, key=lambda t: float(t["pnl"]))  # type: ignore[arg-type]
+        return {
+            "trades": report["total_trades"],
+            "win_rate": report["win_rate"],
+            "pnl": report["total_pnl"],
+            "profit_factor": report["profit_factor"],
+            "max_drawdown": report["max_drawdown"],
+            "best_theory": ranked[-1]["theory"] if ranked else None,
+            "worst_theory": ranked[0]["theory"] if ranked else None,
+            "calibration_ece": calibration_report(week)["overall"]["ece"],  # type: ignore[index]
+        }
 
     def closed_until(self, notification_id: int) -> list[ClosedTradeFact]:
         """Closed trades whose exit is at or before ``notification_id`` (for the controller)."""

@@ -41,6 +41,11 @@ controller_app = typer.Typer(
     help="The traffic light: pause, resume, or run it live.", no_args_is_help=True
 )
 app.add_typer(controller_app, name="controller")
+alerts_app = typer.Typer(
+    help="Alerts: list what was raised; relay them to NATS; tail them live.",
+    invoke_without_command=True,
+)
+app.add_typer(alerts_app, name="alerts")
 
 out = Console()
 err = Console(stderr=True)
@@ -945,6 +950,48 @@ def audit_cmd(
         out.print(
             f"P&L {p['pnl_pct']:+.2f}% ({p['pnl_quote']:+.2f}), {p['outcome']}", highlight=False
         )
+
+
+SEVERITY_STYLES = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+
+
+@alerts_app.callback()
+def alerts_list(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="Only alerts from this ISO 8601 time.")] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Only this type, e.g. critical.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest last.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List raised alerts from the read model (published or not)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    stamp_ = moment(since).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if since else None
+    with opened() as tw:
+        rows = audit.by_kind(tw.store, ("Alert.Raised",), stamp_)
+    rows = [r for r in rows if type_ is None or r["data"]["type"] == type_][-limit:]
+    alerts = [
+        {
+            "id": r["event_id"],
+            "notification_id": r["notification_id"],
+            "at": r["at"],
+            **{k: r["data"][k] for k in ("type", "severity", "title", "text", "data", "publish")},
+        }
+        for r in rows
+    ]
+    if as_json:
+        print_json(alerts)
+        return
+    for a in alerts:
+        style = SEVERITY_STYLES.get(a["severity"], "")
+        quiet = "" if a["publish"] else " (silent)"
+        out.print(
+            f"{a['at']}  [{style}]{a['type']}[/]{quiet}  {escape(a['title'])}", highlight=False
+        )
+    if not alerts:
+        out.print("no alerts")
 
 
 def main() -> None:

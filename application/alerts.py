@@ -1,0 +1,368 @@
+"""The alert policy: decides what to tell the trader, and records each alert as an event.
+
+It follows the event log with its own tracking position, saved atomically with the alerts
+it raises, so a crash never loses or doubles one. Alerts about a day or a week are keyed by
+the period, so they are raised once however often the clock is consulted. Publishing is
+someone else's job (the NATS relay); here alerts are only decided and recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import RecordConflictError, Tracking
+
+from application.bookkeeping import Bookkeeper
+from application.ledger import TradeLedger
+from domain.alert import Alert, AlertType, Mode, Severity, alert_uuid
+from domain.controller import CONTROLLER_ID, Controller
+from domain.controller_policy import Thresholds
+from domain.early_warning import (
+    consecutive_losses_warning,
+    daily_loss_warning,
+    red_win_rate_probability,
+)
+from domain.events import Causation
+from domain.signal import copy_block
+from domain.trade_book import ClosedTradeFact, TradeBook
+from projections.facts import EventLog, Fact, plain
+
+PROCESS_NAME = "alerts"
+"""The alert policy's tracking key in the event store."""
+
+PREDICTIVE_PROBABILITY = 0.5
+"""Warn when the chance of the win-rate RED rule firing within 5 trades passes this."""
+
+
+class AlertFigures(Protocol):
+    """The read-model figures behind the scheduled reports."""
+
+    def daily_figures(self, now: datetime) -> dict[str, Any]:
+        """Figures for the daily status at ``now``."""
+        ...
+
+    def weekly_figures(self, now: datetime) -> dict[str, Any]:
+        """Figures for the weekly report of the week that ended at ``now``."""
+        ...
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Which types are on, silent or off; when the reports are due; the controller's limits."""
+
+    modes: Mapping[AlertType, Mode] = field(default_factory=dict)
+    timezone: str = "UTC"
+    report_time: time = time(8, 0)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def mode(self, type_: AlertType) -> Mode:
+        """The mode of a type (on unless set)."""
+        return self.modes.get(type_, Mode.ON)
+
+
+@dataclass
+class _Draft:
+    key: str
+    type: AlertType
+    severity: Severity
+    title: str
+    text: str
+    data: dict[str, Any]
+    correlation_id: str
+    causes: list[str]
+    caused_by: list[int]
+    at: datetime
+
+
+class AlertPolicy:
+    """Turns signals, controller decisions, exits and the clock into recorded alerts."""
+
+    def __init__(
+        self,
+        ledger: TradeLedger,
+        log: EventLog,
+        books: Bookkeeper,
+        figures: AlertFigures,
+        settings: AlertSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        page_size: int = 1000,
+    ) -> None:
+        self.ledger = ledger
+        self.log = log
+        self.books = books
+        self.figures = figures
+        self.settings = settings
+        self.clock = clock
+        self.page_size = page_size
+
+    def position(self) -> int:
+        """The id of the last event the policy has processed."""
+        return self.ledger.tracking.max_tracking_id(PROCESS_NAME) or 0
+
+    def run_once(self) -> int:
+        """Process pending events, then the schedules; returns the alerts raised."""
+        raised = 0
+        for _ in range(5):
+            try:
+                raised += self._process()
+                return raised + self._schedules()
+            except RecordConflictError:
+                continue  # another policy got there first: re-read and carry on
+        return raised
+
+    # Events -------------------------------------------------------------------------------
+
+    def _process(self) -> int:
+        position = self.position()
+        if position >= self.log.last_id():
+            return 0
+        book = self.books.book(position)
+        raised = 0
+        while facts := self.log.read(position, self.page_size):
+            for fact in facts:
+                drafts = self._alerts_for(fact, book)
+                alerts = [a for d in drafts if (a := self._new_alert(d)) is not None]
+                if alerts:
+                    self.ledger.events.put(
+                        [e for a in alerts for e in a.collect_events()],
+                        tracking=Tracking(PROCESS_NAME, fact.id),
+                    )
+                    raised += len(alerts)
+            position = facts[-1].id
+            if self.position() < position:
+                self.ledger.tracking.insert_tracking(Tracking(PROCESS_NAME, position))
+        return raised
+
+    def _alerts_for(self, fact: Fact, book: TradeBook) -> list[_Draft]:
+        if fact.kind in ("Signal.Recorded", "Signal.Generated"):
+            return self._signal(fact)
+        if fact.kind == "Controller.StatusChanged":
+            return self._controller(fact)
+        closed = self.books.closed_trade(fact)
+        if closed is None:
+            return []
+        return self._predictive(fact, closed, book)
+
+    def _signal(self, fact: Fact) -> list[_Draft]:
+        s = fact.state
+        if s["blocked"]:
+            return []  # withheld by the controller: not a signal to act on
+        confidence = f", confidence {s['confidence']:.2f}" if s["confidence"] is not None else ""
+        return [
+            _Draft(
+                key=f"signal:{fact.aggregate_id}",
+                type=AlertType.SIGNAL,
+                severity=Severity.INFO,
+                title=f"{s['symbol']} {s['direction'].upper()} signal {s['signal_id']}{confidence}",
+                text=copy_block(s),
+                data={k: plain(s[k]) for k in _SIGNAL_FIELDS},
+                correlation_id=s["correlation_id"],
+                causes=[fact.event_id],
+                caused_by=[fact.id],
+                at=fact.business_time,
+            )
+        ]
+
+    def _controller(self, fact: Fact) -> list[_Draft]:
+        s = fact.state
+        if s["new_status"] == "green":
+            return []
+        red = s["new_status"] == "red"
+        fired = [r["text"] for r in s["rules"] if r.get("fired")]
+        return [
+            _Draft(
+                key=f"controller:{fact.event_id}",
+                type=AlertType.CRITICAL if red else AlertType.WARNING,
+                severity=Severity.CRITICAL if red else Severity.WARNING,
+                title=(
+                    "RED: stop trading" if red else f"YELLOW: trade at x{s['multiplier']:g} size"
+                ),
+                text="\n".join(fired) or "no rule fired",
+                data={
+                    "old_status": s["old_status"],
+                    "new_status": s["new_status"],
+                    "multiplier": s["multiplier"],
+                    "rules": s["rules"],
+                },
+                correlation_id=s["correlation_id"],
+                causes=[fact.event_id, *s["cause_event_ids"]],
+                caused_by=[fact.id, *s["caused_by"]],
+                at=fact.business_time,
+            )
+        ]
+
+    def _predictive(self, fact: Fact, closed: ClosedTradeFact, book: TradeBook) -> list[_Draft]:
+        t = self.settings.thresholds
+        probability_before = self._red_probability(book)
+        book.put(closed)
+        now = closed.exit_time
+        m = book.measurements(now)
+        drafts: list[_Draft] = []
+
+        def warn(key: str, title: str, text: str, data: dict[str, Any]) -> None:
+            drafts.append(
+                _Draft(
+                    key=key,
+                    type=AlertType.PREDICTIVE_WARNING,
+                    severity=Severity.WARNING,
+                    title=title,
+                    text=text,
+                    data=data,
+                    correlation_id=fact.state["correlation_id"],
+                    causes=[fact.event_id],
+                    caused_by=[fact.id],
+                    at=now,
+                )
+            )
+
+        if consecutive_losses_warning(m.consecutive_losses, t.max_consecutive_losses):
+            warn(
+                f"predictive:consecutive_losses:{fact.event_id}",
+                f"{m.consecutive_losses} losses in a row: RED at {t.max_consecutive_losses}",
+                f"consecutive_losses = {m.consecutive_losses}, RED at {t.max_consecutive_losses}",
+                {
+                    "rule": "consecutive_losses",
+                    "value": m.consecutive_losses,
+                    "threshold": t.max_consecutive_losses,
+                },
+            )
+        if daily_loss_warning(m.today_loss_pct, t.max_daily_loss):
+            day = now.astimezone(UTC).date().isoformat()
+            warn(
+                f"predictive:daily_loss:{day}",
+                f"today's loss {m.today_loss_pct:.2%}: RED past {t.max_daily_loss:.2%}",
+                f"today_loss_pct = {m.today_loss_pct:.4f}, 75 % of the {t.max_daily_loss} limit",
+                {
+                    "rule": "today_loss_pct",
+                    "value": m.today_loss_pct,
+                    "threshold": t.max_daily_loss,
+                },
+            )
+        probability = self._red_probability(book)
+        above_red = m.win_rate_last_20 is None or m.win_rate_last_20 >= t.red_win_rate
+        if above_red and probability > PREDICTIVE_PROBABILITY >= probability_before:
+            warn(
+                f"predictive:win_rate:{fact.event_id}",
+                f"{probability:.0%} chance the win rate falls below {t.red_win_rate:.2f} "
+                "within 5 trades",
+                f"P(win_rate_last_20 < {t.red_win_rate} within 5 trades) = {probability:.3f} "
+                "(Beta-binomial on the last 20 trades)",
+                {
+                    "rule": "win_rate_last_20",
+                    "probability": probability,
+                    "threshold": t.red_win_rate,
+                    "win_rate_last_20": m.win_rate_last_20,
+                },
+            )
+        return drafts
+
+    def _red_probability(self, book: TradeBook) -> float:
+        t = self.settings.thresholds
+        return red_win_rate_probability(
+            book.recent_wins(),
+            red_win_rate=t.red_win_rate,
+            window=t.window,
+            min_sample=t.min_sample,
+        )
+
+    # Schedules ----------------------------------------------------------------------------
+
+    def _schedules(self) -> int:
+        now = self.clock()
+        local = now.astimezone(ZoneInfo(self.settings.timezone))
+        due_today = datetime.combine(local.date(), self.settings.report_time, local.tzinfo)
+        raised = 0
+        if local >= due_today:
+            raised += self._scheduled(
+                f"daily_status:{local.date().isoformat()}", AlertType.DAILY_STATUS, now
+            )
+        monday = due_today - timedelta(days=local.weekday())
+        if local >= monday:
+            year, week, _ = monday.isocalendar()
+            raised += self._scheduled(
+                f"weekly_report:{year}-W{week:02d}", AlertType.WEEKLY_REPORT, now
+            )
+        return raised
+
+    def _scheduled(self, key: str, type_: AlertType, now: datetime) -> int:
+        if self.settings.mode(type_) is Mode.OFF or self.ledger.find(alert_uuid(key)) is not None:
+            return 0
+        status = self._status()
+        if type_ is AlertType.DAILY_STATUS:
+            data = {"status": status, **self.figures.daily_figures(now)}
+            title = f"Daily status {key.split(':')[1]}: {status.upper()}"
+        else:
+            data = {"status": status, **self.figures.weekly_figures(now)}
+            title = f"Weekly report {key.split(':')[1]}"
+        draft = _Draft(
+            key=key,
+            type=type_,
+            severity=Severity.INFO,
+            title=title,
+            text="\n".join(f"{k}: {_show(v)}" for k, v in data.items()),
+            data=data,
+            correlation_id=f"schedule:{key}",
+            causes=[f"clock:{now.isoformat()}"],
+            caused_by=[],
+            at=now,
+        )
+        alert = self._new_alert(draft)
+        if alert is None:
+            return 0
+        self.ledger.save(alert)
+        return 1
+
+    def _status(self) -> str:
+        found = self.ledger.find(CONTROLLER_ID)
+        return found.status.value if isinstance(found, Controller) else "green"
+
+    def _new_alert(self, draft: _Draft) -> Aggregate | None:
+        mode = self.settings.mode(draft.type)
+        if mode is Mode.OFF or self.ledger.find(alert_uuid(draft.key)) is not None:
+            return None  # off, or raised already
+        return Alert.raise_alert(
+            draft.key,
+            draft.type,
+            draft.severity,
+            draft.title,
+            draft.text,
+            draft.data,
+            causes=draft.causes,
+            caused_by=draft.caused_by,
+            publish=mode is Mode.ON,
+            at=draft.at,
+            causation=Causation(draft.correlation_id, draft.causes[0]),
+        )
+
+
+_SIGNAL_FIELDS = (
+    "signal_id",
+    "symbol",
+    "direction",
+    "source",
+    "confidence",
+    "entry_low",
+    "entry_high",
+    "stop_loss",
+    "take_profit",
+    "position_size",
+    "sized_position",
+    "timeframe",
+    "model_version",
+    "theories",
+    "quality_gates",
+    "controller_status",
+    "size_multiplier",
+)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
