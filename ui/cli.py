@@ -47,7 +47,7 @@ alerts_app = typer.Typer(
 )
 app.add_typer(alerts_app, name="alerts")
 
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 DECISION_KINDS = ("Controller.StatusChanged", "Controller.Paused", "Controller.Resumed")
@@ -419,7 +419,7 @@ def trades_table(title: str, rows: list[dict[str, Any]]) -> Table:
             t["symbol"],
             t["direction"],
             f"{t['entry_price']:g}",
-            fmt(t["exit_price"]),
+            "—" if t["exit_price"] is None else f"{t['exit_price']:g}",
             f"{t['qty']:g}",
             fmt(t["pnl_pct"], "pct"),
             fmt(t["pnl_quote"], "money"),
