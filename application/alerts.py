@@ -8,17 +8,17 @@ someone else's job (the NATS relay); here alerts are only decided and recorded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import RecordConflictError, Tracking
 
 from application.bookkeeping import Bookkeeper
 from application.ledger import TradeLedger
+from application.process import TrackedProcess
 from domain.alert import Alert, AlertType, Mode, Severity, alert_uuid
 from domain.controller import CONTROLLER_ID, Controller
 from domain.controller_policy import Thresholds
@@ -79,8 +79,10 @@ class _Draft:
     at: datetime
 
 
-class AlertPolicy:
+class AlertPolicy(TrackedProcess):
     """Turns signals, controller decisions, exits and the clock into recorded alerts."""
+
+    name = PROCESS_NAME
 
     def __init__(
         self,
@@ -93,51 +95,25 @@ class AlertPolicy:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         page_size: int = 1000,
     ) -> None:
-        self.ledger = ledger
-        self.log = log
+        super().__init__(ledger, log, page_size)
         self.books = books
         self.figures = figures
         self.settings = settings
         self.clock = clock
-        self.page_size = page_size
 
-    def position(self) -> int:
-        """The id of the last event the policy has processed."""
-        return self.ledger.tracking.max_tracking_id(PROCESS_NAME) or 0
-
-    def run_once(self) -> int:
-        """Process pending events, then the schedules; returns the alerts raised."""
-        raised = 0
-        for _ in range(5):
-            try:
-                raised += self._process()
-                return raised + self._schedules()
-            except RecordConflictError:
-                continue  # another policy got there first: re-read and carry on
-        return raised
-
-    # Events -------------------------------------------------------------------------------
-
-    def _process(self) -> int:
-        position = self.position()
-        if position >= self.log.last_id():
-            return 0
+    def handler(self, position: int) -> Callable[[Fact], Sequence[Aggregate]]:
+        """The alerts each fact raises, with the book of closed trades kept up to date."""
         book = self.books.book(position)
-        raised = 0
-        while facts := self.log.read(position, self.page_size):
-            for fact in facts:
-                drafts = self._alerts_for(fact, book)
-                alerts = [a for d in drafts if (a := self._new_alert(d)) is not None]
-                if alerts:
-                    self.ledger.events.put(
-                        [e for a in alerts for e in a.collect_events()],
-                        tracking=Tracking(PROCESS_NAME, fact.id),
-                    )
-                    raised += len(alerts)
-            position = facts[-1].id
-            if self.position() < position:
-                self.ledger.tracking.insert_tracking(Tracking(PROCESS_NAME, position))
-        return raised
+
+        def handle(fact: Fact) -> Sequence[Aggregate]:
+            drafts = self._alerts_for(fact, book)
+            return [alert for d in drafts if (alert := self._new_alert(d)) is not None]
+
+        return handle
+
+    def after_events(self) -> None:
+        """Raise the daily status and the weekly report when they are due."""
+        self._schedules()
 
     def _alerts_for(self, fact: Fact, book: TradeBook) -> list[_Draft]:
         if fact.kind in ("Signal.Recorded", "Signal.Generated"):
@@ -273,26 +249,20 @@ class AlertPolicy:
 
     # Schedules ----------------------------------------------------------------------------
 
-    def _schedules(self) -> int:
+    def _schedules(self) -> None:
         now = self.clock()
         local = now.astimezone(ZoneInfo(self.settings.timezone))
         due_today = datetime.combine(local.date(), self.settings.report_time, local.tzinfo)
-        raised = 0
         if local >= due_today:
-            raised += self._scheduled(
-                f"daily_status:{local.date().isoformat()}", AlertType.DAILY_STATUS, now
-            )
+            self._scheduled(f"daily_status:{local.date().isoformat()}", AlertType.DAILY_STATUS, now)
         monday = due_today - timedelta(days=local.weekday())
         if local >= monday:
             year, week, _ = monday.isocalendar()
-            raised += self._scheduled(
-                f"weekly_report:{year}-W{week:02d}", AlertType.WEEKLY_REPORT, now
-            )
-        return raised
+            self._scheduled(f"weekly_report:{year}-W{week:02d}", AlertType.WEEKLY_REPORT, now)
 
-    def _scheduled(self, key: str, type_: AlertType, now: datetime) -> int:
+    def _scheduled(self, key: str, type_: AlertType, now: datetime) -> None:
         if self.settings.mode(type_) is Mode.OFF or self.ledger.find(alert_uuid(key)) is not None:
-            return 0
+            return
         status = self._status()
         if type_ is AlertType.DAILY_STATUS:
             data = {"status": status, **self.figures.daily_figures(now)}
@@ -313,10 +283,8 @@ class AlertPolicy:
             at=now,
         )
         alert = self._new_alert(draft)
-        if alert is None:
-            return 0
-        self.ledger.save(alert)
-        return 1
+        if alert is not None:
+            self.save(alert)
 
     def _status(self) -> str:
         found = self.ledger.find(CONTROLLER_ID)

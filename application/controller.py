@@ -8,26 +8,28 @@ same exit conflict on the controller's version; the loser re-reads and finds it 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from eventsourcing.persistence import RecordConflictError, Tracking
+from eventsourcing.domain import Aggregate
 
 from application.bookkeeping import Bookkeeper
 from application.ledger import TradeLedger
+from application.process import TrackedProcess
 from domain.controller import CONTROLLER_ID, Controller
 from domain.controller_policy import Status, Thresholds, evaluate
-from domain.errors import ConflictError
 from domain.events import Causation
 from domain.signal import Gate
-from projections.facts import EventLog
+from projections.facts import EventLog, Fact
 
 PROCESS_NAME = "controller"
 """The controller's tracking key in the event store."""
 
 
-class ControllerProcess:
+class ControllerProcess(TrackedProcess):
     """Decides the traffic light from the ledger's exits; records decisions exactly once."""
+
+    name = PROCESS_NAME
 
     def __init__(
         self,
@@ -39,13 +41,10 @@ class ControllerProcess:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         page_size: int = 1000,
     ) -> None:
-        self.ledger = ledger
-        self.log = log
+        super().__init__(ledger, log, page_size)
         self.books = books
         self.thresholds = thresholds
         self.clock = clock
-        self.page_size = page_size
-        self._recorded = 0
 
     def controller(self) -> Controller:
         """The controller as recorded (a fresh GREEN one if none was yet)."""
@@ -60,61 +59,40 @@ class ControllerProcess:
         """The gate new signals record."""
         return self.controller().gate()
 
-    def position(self) -> int:
-        """The id of the last event the controller has processed."""
-        return self.ledger.tracking.max_tracking_id(PROCESS_NAME) or 0
-
-    def run_once(self) -> int:
-        """Process every pending event, then the day boundary; returns decisions recorded."""
-        self._recorded = 0
-        for _ in range(5):
-            try:
-                self._process()
-                return self._recorded + self._day_boundary()
-            except RecordConflictError:
-                continue  # another controller recorded first: re-read and carry on
-        raise ConflictError("the controller kept conflicting with another controller; try again")
-
-    def _process(self) -> None:
-        position = self.position()
-        if position >= self.log.last_id():
-            return
+    def handler(self, position: int) -> Callable[[Fact], Sequence[Aggregate]]:
+        """Evaluate the policy as of each exit; the controller changes on a new colour."""
         controller = self.controller()
         book = self.books.book(position)
-        while facts := self.log.read(position, self.page_size):
-            for fact in facts:
-                closed = self.books.closed_trade(fact)
-                if closed is None:
-                    continue
-                book.put(closed)
-                decision = evaluate(
-                    book.measurements(closed.exit_time),
-                    controller.state,
-                    closed.exit_time,
-                    self.thresholds,
-                )
-                cause = Causation(fact.state["correlation_id"], fact.event_id)
-                if controller.decide(decision, [fact.id], [fact.event_id], cause, self.thresholds):
-                    self.ledger.events.put(
-                        controller.collect_events(),
-                        tracking=Tracking(PROCESS_NAME, fact.id),
-                    )
-                    self._recorded += 1
-            position = facts[-1].id
-            if self.position() < position:
-                self.ledger.tracking.insert_tracking(Tracking(PROCESS_NAME, position))
 
-    def _day_boundary(self) -> int:
-        """Let a RED held by the cool-down go once a new UTC day has begun."""
+        def handle(fact: Fact) -> Sequence[Aggregate]:
+            closed = self.books.closed_trade(fact)
+            if closed is None:
+                return ()
+            book.put(closed)
+            decision = evaluate(
+                book.measurements(closed.exit_time),
+                controller.state,
+                closed.exit_time,
+                self.thresholds,
+            )
+            cause = Causation(fact.state["correlation_id"], fact.event_id)
+            if controller.decide(decision, [fact.id], [fact.event_id], cause, self.thresholds):
+                return (controller,)
+            return ()
+
+        return handle
+
+    def after_events(self) -> None:
+        """At a new UTC day, let a RED held by the cool-down go."""
         controller = self.controller()
         state = controller.state
         now = self.clock()
         held_since = state.last_red_at or state.red_since
         if state.status is not Status.RED or state.paused or held_since is None:
-            return 0
+            return
         if now.astimezone(UTC).date() <= held_since.astimezone(UTC).date():
-            return 0
-        return self.reconsider(controller, now, f"clock:{now.astimezone(UTC).date().isoformat()}")
+            return
+        self.reconsider(controller, now, f"clock:{now.astimezone(UTC).date().isoformat()}")
 
     def reconsider(self, controller: Controller, now: datetime, cause_id: str) -> int:
         """Evaluate on the latest numbers (after a resume or at a day boundary)."""
@@ -123,7 +101,7 @@ class ControllerProcess:
         cause = Causation(str(CONTROLLER_ID), cause_id)
         if not controller.decide(decision, [], [cause_id], cause, self.thresholds):
             return 0
-        self.ledger.save(controller)
+        self.save(controller)
         return 1
 
     def pause(self, by: str, reason: str) -> Controller:

@@ -1,0 +1,78 @@
+"""Processes over the ledger's log that record events exactly once, with their own position.
+
+A process reads the log after its tracking position; for each fact it may record events,
+which are saved in one transaction with the fact's position (eventsourcing's process
+recorder). A crash before that commit reprocesses the fact; a crash after it does not.
+Two processes of the same name racing conflict on the aggregates they change, and the
+loser starts again from the winner's position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import RecordConflictError, Tracking
+
+from application.ledger import TradeLedger
+from domain.errors import ConflictError
+from projections.facts import EventLog, Fact
+
+ATTEMPTS = 5
+
+
+class TrackedProcess:
+    """Base of the controller and the alert policy: follow the log, record, track."""
+
+    name = "process"
+
+    def __init__(self, ledger: TradeLedger, log: EventLog, page_size: int = 1000) -> None:
+        self.ledger = ledger
+        self.log = log
+        self.page_size = page_size
+        self.recorded = 0
+
+    def position(self) -> int:
+        """The id of the last event this process has handled."""
+        return self.ledger.tracking.max_tracking_id(self.name) or 0
+
+    def run_once(self) -> int:
+        """Handle every pending event, then :meth:`after_events`; returns aggregates saved."""
+        self.recorded = 0
+        for _ in range(ATTEMPTS):
+            try:
+                self.follow()
+                self.after_events()
+                return self.recorded
+            except RecordConflictError:
+                continue  # another process recorded first: re-read and carry on
+        raise ConflictError(f"the {self.name} kept conflicting with another {self.name}")
+
+    def follow(self) -> None:
+        """Hand each pending fact to :meth:`handler` and save what it returns with tracking."""
+        position = self.position()
+        if position >= self.log.last_id():
+            return
+        handle = self.handler(position)
+        while facts := self.log.read(position, self.page_size):
+            for fact in facts:
+                changed = handle(fact)
+                events = [event for aggregate in changed for event in aggregate.collect_events()]
+                if events:
+                    self.ledger.events.put(events, tracking=Tracking(self.name, fact.id))
+                    self.recorded += len(changed)
+            position = facts[-1].id
+            if self.position() < position:
+                self.ledger.tracking.insert_tracking(Tracking(self.name, position))
+
+    def handler(self, position: int) -> Callable[[Fact], Sequence[Aggregate]]:
+        """A function from a fact to the aggregates it changed, starting after ``position``."""
+        raise NotImplementedError
+
+    def after_events(self) -> None:
+        """Work that is due once the log is handled (clock-driven decisions)."""
+
+    def save(self, aggregate: Aggregate) -> None:
+        """Save an aggregate changed outside the log (by the clock or a person)."""
+        self.ledger.save(aggregate)
+        self.recorded += 1
