@@ -269,7 +269,8 @@ class AlertPolicy(TrackedProcess):
             title = f"Daily status {key.split(':')[1]}: {status.upper()}"
         else:
             data = {"status": status, **self.figures.weekly_figures(now)}
-            title = f"Weekly report {key.split(':')[1]}"
+            covered = now.astimezone(ZoneInfo(self.settings.timezone)).date()
+            title = f"Weekly report: the 7 days to {covered.isoformat()}"
         draft = _Draft(
             key=key,
             type=type_,

@@ -39,13 +39,17 @@ class TrackedProcess:
     def run_once(self) -> int:
         """Handle every pending event, then :meth:`after_events`; returns aggregates saved."""
         self.recorded = 0
-        for _ in range(ATTEMPTS):
+        stalled = 0
+        while stalled < ATTEMPTS:
+            started_at = self.position()
             try:
                 self.follow()
                 self.after_events()
                 return self.recorded
             except RecordConflictError:
-                continue  # another process recorded first: re-read and carry on
+                # Another process recorded first: re-read and carry on. Only conflicts that
+                # made no progress count against us; a racing winner moves the position.
+                stalled = 0 if self.position() > started_at else stalled + 1
         raise ConflictError(f"the {self.name} kept conflicting with another {self.name}")
 
     def follow(self) -> None:

@@ -17,6 +17,8 @@ from domain.events import Causation, TracedCreated
 from domain.values import text, utc
 
 ALERT_NAMESPACE = uuid5(NAMESPACE_URL, "https://tradewatch.invalid/alert")
+MAX_TEXT = 4000
+"""Longer alert texts are cut (with an ellipsis) when raised."""
 
 
 class AlertType(StrEnum):
@@ -100,7 +102,7 @@ class Alert(Aggregate):
             type=type_.value,
             severity=severity.value,
             title=text("title", title, max_length=200),
-            text=body,
+            text=body if len(body) <= MAX_TEXT else body[: MAX_TEXT - 1] + "…",
             data=data,
             causes=causes,
             caused_by=caused_by,

@@ -994,6 +994,114 @@ def alerts_list(
         out.print("no alerts")
 
 
+NO_NATS = (
+    "TRADEWATCH_NATS_URL is unset: alerts are recorded and listed by 'tradewatch alerts' but not "
+    "relayed; set it, e.g. TRADEWATCH_NATS_URL=nats://127.0.0.1:4222"
+)
+
+
+@alerts_app.command("relay")
+def alerts_relay(
+    once: Annotated[
+        bool, typer.Option("--once", help="Publish what is pending (acknowledged), then exit.")
+    ] = False,
+    heartbeat_interval: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds between heartbeats on tradewatch.heartbeat."),
+    ] = 30.0,
+) -> None:
+    """Publish alerts to NATS JetStream in order, with a heartbeat, until Ctrl-C or SIGTERM."""
+    import asyncio  # noqa: PLC0415 - only the NATS commands need these
+    import logging  # noqa: PLC0415
+
+    from infrastructure import nats_relay  # noqa: PLC0415
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("tradewatch").addHandler(handler)
+    logging.getLogger("tradewatch").setLevel(logging.INFO)
+    with opened() as tw:
+        if not tw.settings.nats_url:
+            fail(NO_NATS)
+        try:
+            options = nats_relay.connect_options(tw.settings)
+        except OSError as e:
+            fail(f"cannot use the NATS TLS files: {e}")
+        relay = nats_relay.AlertRelay(tw.ledger, tw.engine.log, options)
+        if once:
+            try:
+                asyncio.run(nats_relay.publish_pending(relay))
+            except nats_relay.RelayUnavailableError as e:
+                fail(str(e), 1)
+            done = relay.stats
+            already = f" ({done.duplicates} were already there)" if done.duplicates else ""
+            out.print(f"published {done.published} alerts to {nats_relay.STREAM}{already}")
+            return
+        err.print(
+            f"relaying alerts to {nats_relay.servers_text(options)} "
+            f"(stream {nats_relay.STREAM}); Ctrl-C to stop",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        nats_relay.run_until_signalled(
+            lambda stop: nats_relay.serve(tw, relay, stop, heartbeat_interval=heartbeat_interval)
+        )
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    subject: Annotated[
+        str, typer.Option(help="Subjects to follow, within tradewatch.alerts.>.")
+    ] = "tradewatch.alerts.>",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each raw JSON payload on a line of its own.")
+    ] = False,
+) -> None:
+    """Print alerts as they are published, one line each (time, type, severity, title)."""
+    from infrastructure import nats_relay  # noqa: PLC0415 - only the NATS commands need it
+    from infrastructure.settings import Settings  # noqa: PLC0415
+
+    if subject != "tradewatch.alerts.>" and not subject.startswith("tradewatch.alerts."):
+        fail(f"--subject must be within tradewatch.alerts.>, not {subject!r}")
+    try:
+        settings = Settings()
+        options = nats_relay.connect_options(settings, reconnect=True)
+    except nats_relay.RelayUnavailableError:
+        fail(NO_NATS)
+    except (ValueError, OSError) as e:
+        fail(f"bad settings: {e}")
+
+    def ready() -> None:
+        err.print(
+            f"tailing {subject} on {nats_relay.servers_text(options)}; Ctrl-C to stop",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    async def show() -> None:
+        async for payload, message in nats_relay.tail(options, subject, ready):
+            if isinstance(message, str):
+                err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            elif as_json:
+                sys.stdout.write(payload.decode(errors="replace") + "\n")
+                sys.stdout.flush()
+            else:
+                style = SEVERITY_STYLES.get(message.severity.value, "")
+                out.print(
+                    f"{message.time.isoformat()}  [{style}]{message.type.value}[/]  "
+                    f"{message.severity.value}  {escape(message.title)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+    try:
+        nats_relay.run_until_signalled(lambda stop: nats_relay.until(stop, show()))
+    except nats_relay.RelayUnavailableError as e:
+        fail(str(e), 1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
