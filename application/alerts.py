@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate
 
-from application.bookkeeping import Bookkeeper
+from application.bookkeeping import Bookkeeper, ExitReader
 from application.ledger import TradeLedger
 from application.process import TrackedProcess
 from domain.alert import Alert, AlertType, Mode, Severity, alert_uuid
@@ -77,6 +77,7 @@ class _Draft:
     causes: list[str]
     caused_by: list[int]
     at: datetime
+    per_period: bool = False
 
 
 class AlertPolicy(TrackedProcess):
@@ -96,6 +97,7 @@ class AlertPolicy(TrackedProcess):
         page_size: int = 1000,
     ) -> None:
         super().__init__(ledger, log, page_size)
+        self._raised: set[str] = set()
         self.books = books
         self.figures = figures
         self.settings = settings
@@ -104,9 +106,11 @@ class AlertPolicy(TrackedProcess):
     def handler(self, position: int) -> Callable[[Fact], Sequence[Aggregate]]:
         """The alerts each fact raises, with the book of closed trades kept up to date."""
         book = self.books.book(position)
+        exits = self.books.reader()
+        self._raised = set()
 
         def handle(fact: Fact) -> Sequence[Aggregate]:
-            drafts = self._alerts_for(fact, book)
+            drafts = self._alerts_for(fact, book, exits)
             return [alert for d in drafts if (alert := self._new_alert(d)) is not None]
 
         return handle
@@ -115,12 +119,12 @@ class AlertPolicy(TrackedProcess):
         """Raise the daily status and the weekly report when they are due."""
         self._schedules()
 
-    def _alerts_for(self, fact: Fact, book: TradeBook) -> list[_Draft]:
+    def _alerts_for(self, fact: Fact, book: TradeBook, exits: ExitReader) -> list[_Draft]:
         if fact.kind in ("Signal.Recorded", "Signal.Generated"):
             return self._signal(fact)
         if fact.kind == "Controller.StatusChanged":
             return self._controller(fact)
-        closed = self.books.closed_trade(fact)
+        closed = exits.closed_trade(fact)
         if closed is None:
             return []
         return self._predictive(fact, closed, book)
@@ -181,7 +185,9 @@ class AlertPolicy(TrackedProcess):
         m = book.measurements(now)
         drafts: list[_Draft] = []
 
-        def warn(key: str, title: str, text: str, data: dict[str, Any]) -> None:
+        def warn(
+            key: str, title: str, text: str, data: dict[str, Any], per_period: bool = False
+        ) -> None:
             drafts.append(
                 _Draft(
                     key=key,
@@ -194,6 +200,7 @@ class AlertPolicy(TrackedProcess):
                     causes=[fact.event_id],
                     caused_by=[fact.id],
                     at=now,
+                    per_period=per_period,
                 )
             )
 
@@ -219,6 +226,7 @@ class AlertPolicy(TrackedProcess):
                     "value": m.today_loss_pct,
                     "threshold": t.max_daily_loss,
                 },
+                per_period=True,
             )
         probability = self._red_probability(book)
         above_red = m.win_rate_last_20 is None or m.win_rate_last_20 >= t.red_win_rate
@@ -282,6 +290,7 @@ class AlertPolicy(TrackedProcess):
             causes=[f"clock:{now.isoformat()}"],
             caused_by=[],
             at=now,
+            per_period=True,
         )
         alert = self._new_alert(draft)
         if alert is not None:
@@ -292,9 +301,17 @@ class AlertPolicy(TrackedProcess):
         return found.status.value if isinstance(found, Controller) else "green"
 
     def _new_alert(self, draft: _Draft) -> Aggregate | None:
+        """The alert, unless its type is off or it was raised already.
+
+        An alert about one fact is raised only while that fact is handled, which happens
+        once; only alerts about a period (a day, a week) need a look in the store.
+        """
         mode = self.settings.mode(draft.type)
-        if mode is Mode.OFF or self.ledger.find(alert_uuid(draft.key)) is not None:
-            return None  # off, or raised already
+        if mode is Mode.OFF or draft.key in self._raised:
+            return None
+        if draft.per_period and self.ledger.find(alert_uuid(draft.key)) is not None:
+            return None
+        self._raised.add(draft.key)
         return Alert.raise_alert(
             draft.key,
             draft.type,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from application.ledger import TradeLedger
-from domain.pnl import classify
+from domain.pnl import classify, trade_pnl
 from domain.trade import Trade
 from domain.trade_book import ClosedTradeFact, TradeBook
-from projections.facts import Fact
+from domain.values import Direction
+from projections.facts import Fact, as_time
 
 EXIT_KINDS = ("Trade.ExitRecorded", "Trade.EntryCorrected")
 """Events that can change a closed trade's P&L."""
@@ -49,8 +50,12 @@ class Bookkeeper:
             book.put(trade)
         return book
 
+    def reader(self) -> ExitReader:
+        """A reader of exits for one pass over the log."""
+        return ExitReader(self)
+
     def closed_trade(self, fact: Fact) -> ClosedTradeFact | None:
-        """The closed trade as of ``fact`` (an exit, or a correction of a closed trade)."""
+        """The closed trade as of ``fact``, rebuilt from the event store."""
         if fact.kind not in EXIT_KINDS:
             return None
         trade: object = self.ledger.repository.get(UUID(fact.aggregate_id), version=fact.version)
@@ -64,4 +69,57 @@ class Bookkeeper:
             signal_id=trade.signal_id,
             pnl_quote=pnl.net_quote,
             outcome=classify(pnl.pct, self.breakeven_pct).value,
+        )
+
+
+class ExitReader:
+    """Closed trades as of each fact of one pass over the log, in log order.
+
+    Trades entered during the pass are followed from their facts; a trade entered before
+    it is rebuilt from the event store at the fact's version. Use one reader per pass: it
+    remembers the entries and exits it has seen.
+    """
+
+    def __init__(self, books: Bookkeeper) -> None:
+        self.books = books
+        self._trades: dict[str, dict[str, Any]] = {}
+
+    def closed_trade(self, fact: Fact) -> ClosedTradeFact | None:
+        """Note ``fact``; return the closed trade if it closed or re-priced one."""
+        s = fact.state
+        if fact.kind == "Trade.EntryRecorded":
+            self._trades[fact.aggregate_id] = {
+                "signal_id": s["signal_id"],
+                "direction": s["direction"],
+                "price": s["price"],
+                "qty": s["qty"],
+                "fee": s["fee"],
+                "exit": None,
+            }
+            return None
+        if fact.kind not in EXIT_KINDS:
+            return None
+        trade = self._trades.get(fact.aggregate_id)
+        if trade is None:
+            return self.books.closed_trade(fact)
+        if fact.kind == "Trade.EntryCorrected":
+            trade.update(price=s["price"], qty=s["qty"], fee=s["fee"])
+        else:
+            trade["exit"] = (s["price"], s["fee"], as_time(s["at"]))
+        if trade["exit"] is None:
+            return None
+        exit_price, exit_fee, exit_at = trade["exit"]
+        pnl = trade_pnl(
+            Direction(trade["direction"]),
+            trade["price"],
+            exit_price,
+            trade["qty"],
+            trade["fee"] + exit_fee,
+        )
+        return ClosedTradeFact(
+            exit_time=exit_at,
+            notification_id=fact.id,
+            signal_id=trade["signal_id"],
+            pnl_quote=pnl.net_quote,
+            outcome=classify(pnl.pct, self.books.breakeven_pct).value,
         )

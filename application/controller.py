@@ -63,9 +63,10 @@ class ControllerProcess(TrackedProcess):
         """Evaluate the policy as of each exit; the controller changes on a new colour."""
         controller = self.controller()
         book = self.books.book(position)
+        exits = self.books.reader()
 
         def handle(fact: Fact) -> Sequence[Aggregate]:
-            closed = self.books.closed_trade(fact)
+            closed = exits.closed_trade(fact)
             if closed is None:
                 return ()
             book.put(closed)

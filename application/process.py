@@ -10,6 +10,7 @@ loser starts again from the winner's position.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import RecordConflictError, Tracking
@@ -53,20 +54,27 @@ class TrackedProcess:
         raise ConflictError(f"the {self.name} kept conflicting with another {self.name}")
 
     def follow(self) -> None:
-        """Hand each pending fact to :meth:`handler` and save what it returns with tracking."""
+        """Hand each pending fact to :meth:`handler`; save a page's events with its position.
+
+        The events a page of facts caused and the position of its last fact are saved in
+        one transaction: after a crash the whole page is handled again, never half of it.
+        """
         position = self.position()
         if position >= self.log.last_id():
             return
         handle = self.handler(position)
         while facts := self.log.read(position, self.page_size):
+            events: list[Any] = []
+            changes = 0
             for fact in facts:
                 changed = handle(fact)
-                events = [event for aggregate in changed for event in aggregate.collect_events()]
-                if events:
-                    self.ledger.events.put(events, tracking=Tracking(self.name, fact.id))
-                    self.recorded += len(changed)
+                events += [event for aggregate in changed for event in aggregate.collect_events()]
+                changes += len(changed)
             position = facts[-1].id
-            if self.position() < position:
+            if events:
+                self.ledger.events.put(events, tracking=Tracking(self.name, position))
+                self.recorded += changes
+            else:
                 self.ledger.tracking.insert_tracking(Tracking(self.name, position))
 
     def handler(self, position: int) -> Callable[[Fact], Sequence[Aggregate]]:

@@ -138,6 +138,7 @@ def eventsourcing_env(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            "PROCESS_RECORDER_TOPIC": "infrastructure.pg_recorder:ChunkedPostgresProcessRecorder",
         }
     raise ValueError(
         f"TRADEWATCH_DATABASE_URL must start with sqlite:/// or postgresql://, not {url!r}"
