@@ -6,6 +6,9 @@ import bisect
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
+import numpy as np
+import numpy.typing as npt
+
 from domain.controller_policy import Measurements
 
 
@@ -33,6 +36,7 @@ class TradeBook:
         self.starting_balance = starting_balance
         self.window = window
         self._trades: list[ClosedTradeFact] = []
+        self._pnls: npt.NDArray[np.float64] = np.empty(0)
         self._by_signal: dict[str, ClosedTradeFact] = {}
         self._equity = starting_balance
         self._peak = starting_balance
@@ -42,11 +46,15 @@ class TradeBook:
         """Add a closed trade, or replace it after its entry was corrected."""
         old = self._by_signal.pop(trade.signal_id, None)
         if old is not None:
-            self._trades.remove(old)
+            index = bisect.bisect_left(self._trades, old)
+            del self._trades[index]
+            self._pnls = np.delete(self._pnls, index)
             self._equity -= old.pnl_quote
             self._peak_stale = True
         at_end = not self._trades or trade >= self._trades[-1]
-        bisect.insort(self._trades, trade)
+        index = bisect.bisect_right(self._trades, trade)
+        self._trades.insert(index, trade)
+        self._pnls = np.insert(self._pnls, index, trade.pnl_quote)
         self._by_signal[trade.signal_id] = trade
         self._equity += trade.pnl_quote
         if at_end and not self._peak_stale:
@@ -87,10 +95,8 @@ class TradeBook:
         )
 
     def _drawdown(self) -> float:
-        if self._peak_stale:
-            equity, self._peak = self.starting_balance, self.starting_balance
-            for trade in self._trades:
-                equity += trade.pnl_quote
-                self._peak = max(self._peak, equity)
+        if self._peak_stale:  # an exit came out of time order: recompute the running peak
+            highest = float(np.cumsum(self._pnls).max()) if len(self._pnls) else 0.0
+            self._peak = self.starting_balance + max(0.0, highest)
             self._peak_stale = False
         return max(0.0, (self._peak - self._equity) / self._peak)
