@@ -15,9 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO_PASSWORD ?= tradewatch-demo
+
 run: install
 	$(BIN)/tradewatch demo --if-empty
-	$(BIN)/tradewatch stats
+	@echo "dashboard login: any user name, password $(DEMO_PASSWORD)"
+	TRADEWATCH_DASHBOARD_PASSWORD=$(DEMO_PASSWORD) $(BIN)/tradewatch dashboard
 
 services:
 	bash scripts/ensure-services.sh

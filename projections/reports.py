@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from domain.trade_book import ClosedTradeFact
-from projections.ledger import TIME_FORMAT, stamp
+from projections.ledger import stamp
 from projections.metrics import ClosedTrade, calibration_report, performance, theory_attribution
 from projections.store import ReadStore
 
@@ -45,8 +45,8 @@ class TradeFilter:
 
 
 def parse_time(text: str) -> datetime:
-    """A stored fixed-width UTC time back to a datetime."""
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+    """A stored fixed-width UTC time (``…Z``) back to a datetime."""
+    return datetime.fromisoformat(text)
 
 
 _CLOSED_COLUMNS = (

@@ -870,6 +870,8 @@ def describe_step(step: dict[str, Any]) -> str:
         fired = "; ".join(r["text"] for r in data["rules"] if r.get("fired")) or "rules cleared"
         change = f"{data['old_status']} -> {data['new_status']} x{data['multiplier']:g}"
         return f"controller {change}: {fired}"
+    if kind == "Alert.Raised":
+        return f"{data['type']} alert ({data['severity']}): {data['title']}"
     if kind in ("Controller.Paused", "Controller.Resumed"):
         return f"{kind.split('.')[1].lower()} by {data['by']}: {data['reason']}"
     return ", ".join(f"{k}={v}" for k, v in data.items())
@@ -1101,6 +1103,32 @@ def alerts_tail(
     except nats_relay.RelayUnavailableError as e:
         fail(str(e), 1)
 
+
+@app.command()
+def dashboard(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback needs a password.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 5006,
+) -> None:
+    """The live web dashboard: traffic light, numbers, charts, signals, trades and audit.
+
+    Log in with the password in TRADEWATCH_DASHBOARD_PASSWORD (any user name),
+    or as a user of the JSON file TRADEWATCH_DASHBOARD_USERS names.
+
+    On PostgreSQL, run `project --follow` and `controller run` beside it.
+    """
+    from ui.dashboard import DashboardError, access, serve  # noqa: PLC0415 - loads Panel
+
+    try:
+        users = access(host)
+    except DashboardError as e:
+        fail(str(e))
+    with opened() as tw:
+        try:
+            serve(tw, host, port, users, lambda text: out.print(text, markup=False))
+        except DashboardError as e:
+            fail(str(e))
 
 def main() -> None:
     """Console-script entry point."""

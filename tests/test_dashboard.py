@@ -1,0 +1,513 @@
+"""The dashboard end to end: the real ``tradewatch dashboard`` in a real (headless) Chromium.
+
+Debian's /usr/bin/chromium drives the pages (``make browser`` installs it); without it the
+browser tests skip. The ledger is built through the application, the server is the
+installed console script on a free port, and every number on the page is compared with
+``tradewatch stats --json`` on the same ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+from application.ledger import exit_reason
+from domain.signal import QualityGate, SignalDraft, copy_block
+from domain.trade import Fill
+from domain.values import Direction
+from infrastructure.bootstrap import bootstrap
+from infrastructure.settings import Settings
+from projections.reports import TradeFilter
+from tests.conftest import TRADEWATCH
+from ui.dashboard.charts import decimate
+from ui.dashboard.data import build_page, build_shared
+from ui.dashboard.server import DashboardError, cookie_secret, credentials, is_loopback
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "Exact-Case Pass!9"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+DOCS_SCREENSHOT = ROOT / "docs" / "dashboard.png"
+CARD_KEYS = (
+    "win_rate_last_20",
+    "today_pnl",
+    "today_pnl_pct",
+    "sharpe",
+    "current_streak",
+    "profit_factor",
+    "max_drawdown",
+    "open_positions",
+)
+CHART_DRAWN = """(name) => {
+  if (!window.Bokeh || !Bokeh.index) return false;
+  const view = [...Bokeh.index.all_views()].find(v => v.model.name === name);
+  return !!view && view.has_finished()
+    && view.model.renderers.some(r => r.data_source && r.data_source.get_length() > 0);
+}"""
+"""Whether the Bokeh chart of that name is drawn, with data in it."""
+
+needs_browser = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium (make browser installs it)"
+)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(home: Path, database_url: str, **extra: str) -> dict[str, str]:
+    """The test's environment for tradewatch processes: no TRADEWATCH_* of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWATCH_")}
+    env.update(TRADEWATCH_HOME=str(home), TRADEWATCH_DATABASE_URL=database_url, **extra)
+    return env
+
+
+@contextmanager
+def dashboard(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``tradewatch dashboard`` on a free port; yields its URL once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [TRADEWATCH, "dashboard", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "login", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the dashboard did not start:\n{log.read_text()}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def scenario_clock() -> tuple[datetime, timedelta]:
+    """The scenario's start and step: 45 steps ending now, all of them today (UTC)."""
+    now = datetime.now(UTC)
+    start = max(now - timedelta(minutes=45), now.replace(hour=0, minute=0, second=0))
+    return start, (now - start) / 46
+
+
+def record_scenario(settings: Settings) -> None:
+    """An open BTC trade, 12 winning and then 5 losing ETH trades, then late signals.
+
+    The win rate of the last 20 stays at 12/17 = 0.71 (>= 0.70), so only the run of five
+    losses turns the light RED; the signals after that are recorded as blocked. Everything
+    happens today, so that all of it is among today's signals.
+    """
+    start, step = scenario_clock()
+    tw = bootstrap(settings)
+    ledger = tw.ledger
+    ledger.record_signal(
+        SignalDraft(
+            signal_id="open-1",
+            symbol="BTCUSDT",
+            direction=Direction.LONG,
+            at=start,
+            source="v7",
+            confidence=0.81,
+            entry_low=50_000,
+            entry_high=50_100,
+            stop_loss=49_000,
+            take_profit=52_000,
+            position_size=0.1,
+            timeframe="15m",
+            model_version="v7.3",
+            theories={"momentum": 0.6, "volume": -0.2},
+            quality_gates={"liquidity": QualityGate(value=1.5, threshold=1.0, passed=True)},
+        )
+    )
+    ledger.record_entry("open-1", Fill.checked(50_050, 0.1, 2.5, start, "entry"))
+    for i in range(17):
+        at = start + (2 * i + 1) * step
+        signal_id = f"t{i:02d}"
+        ledger.record_signal(
+            SignalDraft(signal_id=signal_id, symbol="ETHUSDT", direction=Direction.LONG, at=at)
+        )
+        ledger.record_entry(signal_id, Fill.checked(100, 1, 0, at, "entry"))
+        win = i < 12
+        ledger.record_exit(
+            signal_id,
+            102 if win else 99,
+            0,
+            exit_reason("take_profit" if win else "stop_loss"),
+            at + step,
+        )
+        tw.sync()
+    late = start + 40 * step
+    for signal_id in ("late-1", "skip-1"):
+        ledger.record_signal(
+            SignalDraft(signal_id=signal_id, symbol="SOLUSDT", direction=Direction.SHORT, at=late)
+        )
+    ledger.skip_signal("skip-1", "not in the plan", late)
+    tw.sync()
+    tw.close()
+
+
+@pytest.fixture(scope="module")
+def ledger_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A SQLite ledger with the scenario."""
+    home = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{home / 'ledger.db'}"
+    record_scenario(Settings(home=home, database_url=url))
+    return environment(home, url, TRADEWATCH_DASHBOARD_PASSWORD=PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def server(ledger_env: dict[str, str]) -> Iterator[str]:
+    """The dashboard over the scenario ledger."""
+    with dashboard(ledger_env, Path(ledger_env["TRADEWATCH_HOME"]) / "dashboard.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's /usr/bin/chromium (make browser installs it)")
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only with a browser
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page (no cookies) that may use the clipboard; ``page.requests`` lists URLs."""
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 900}, permissions=["clipboard-read", "clipboard-write"]
+    )
+    new = context.new_page()
+    requests: list[str] = []
+    new.on("request", lambda request: requests.append(request.url))
+    new.on("websocket", lambda ws: requests.append(ws.url))
+    new.requests = requests
+    yield new
+    context.close()
+
+
+def log_in(page: Any, url: str, password: str = PASSWORD) -> None:
+    """Open the dashboard and log in."""
+    page.goto(url)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def shown_value(page: Any, key: str) -> Any:
+    """The exact value behind a number on the page (its JSON ``data-value``)."""
+    return json.loads(page.locator(f"[data-key={key}]").first.get_attribute("data-value"))
+
+
+def cli_json(env: dict[str, str], *args: str) -> Any:
+    """Run ``tradewatch ... --json`` and parse its output."""
+    done = subprocess.run(
+        [TRADEWATCH, *args, "--json"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+# Browser tests over the scenario ledger (SQLite); they run in this order ----------------
+
+
+@needs_browser
+def test_wrong_password_is_refused_and_the_exact_one_opens_the_dashboard(
+    server: str, page: Any
+) -> None:
+    for wrong in ("wrong", PASSWORD.lower()):
+        log_in(page, server, wrong)
+        assert "/login" in page.url
+        assert "Invalid username or password" in page.locator("#error-message").inner_text()
+    log_in(page, server)
+    page.wait_for_selector(".tw-banner")
+    assert "/login" not in page.url
+    page.goto(server + "logout")
+    assert "logged out" in page.content()
+    page.goto(server)
+    assert "/login" in page.url
+
+
+@needs_browser
+def test_banner_is_red_for_five_losses_in_a_row_and_states_are_shown(
+    server: str, page: Any
+) -> None:
+    log_in(page, server)
+    banner = page.locator(".tw-banner")
+    banner.wait_for()
+    assert banner.get_attribute("data-status") == "red"
+    assert "RED" in banner.inner_text()
+    fired = page.locator(".tw-rule.fired").all_inner_texts()
+    assert any("consecutive_losses = 5 >= 5" in text for text in fired), fired
+    assert not any("win_rate_last_20" in text for text in fired), fired
+    assert shown_value(page, "multiplier") == 0
+    heads = {
+        signal: page.locator(f".tw-signal-head[data-signal='{signal}']").inner_text()
+        for signal in ("open-1", "late-1", "skip-1")
+    }
+    assert "traded" in heads["open-1"] and "blocked" not in heads["open-1"]
+    assert "blocked" in heads["late-1"]
+    assert "skipped" in heads["skip-1"]
+
+
+@needs_browser
+def test_cards_show_the_numbers_of_stats_json(
+    server: str, page: Any, ledger_env: dict[str, str]
+) -> None:
+    log_in(page, server)
+    page.wait_for_selector("[data-key=open_positions]")
+    expected = cli_json(ledger_env, "stats")
+    for key in CARD_KEYS:
+        shown = shown_value(page, key)
+        if isinstance(expected[key], float):
+            assert shown == pytest.approx(expected[key], rel=1e-12, abs=1e-12), key
+        else:
+            assert shown == expected[key], key
+    assert expected["open_positions"] == 1
+    assert expected["current_streak"] == -5
+
+
+@needs_browser
+def test_copy_button_copies_the_signals_block(
+    server: str, page: Any, ledger_env: dict[str, str]
+) -> None:
+    log_in(page, server)
+    page.locator(".tw-signal-head[data-signal='open-1']").click()
+    card = page.locator(".tw-signal", has=page.locator("[data-signal='open-1']"))
+    button = card.locator(".tw-copy button")
+    button.click()
+    page.wait_for_function("() => true")
+    expected = copy_block(
+        {
+            "symbol": "BTCUSDT",
+            "direction": "long",
+            "entry_low": 50_000.0,
+            "entry_high": 50_100.0,
+            "stop_loss": 49_000.0,
+            "take_profit": 52_000.0,
+            "position_size": 0.1,
+            "sized_position": 0.1,
+        }
+    )
+    deadline = time.monotonic() + 5
+    while page.evaluate("navigator.clipboard.readText()") != expected:
+        assert time.monotonic() < deadline, page.evaluate("navigator.clipboard.readText()")
+        page.wait_for_timeout(100)
+    assert expected == "BTCUSDT LONG\nEntry: 50000 - 50100\nSL: 49000\nTP: 52000\nSize: 0.1"
+
+
+@needs_browser
+def test_no_request_leaves_the_machine(server: str, page: Any) -> None:
+    log_in(page, server)
+    page.wait_for_function(CHART_DRAWN, arg="tw-equity", timeout=20_000)
+    page.locator(".tabulator-row").first.wait_for()
+    page.get_by_role("button", name="7 d").click()
+    page.wait_for_selector(".tw-cards[data-filter='last 7 days']")
+    page.goto(server + "logout")
+    assert len(page.requests) > 10
+    elsewhere = [
+        url
+        for url in page.requests
+        if urlsplit(url).scheme in ("http", "https", "ws", "wss")
+        and urlsplit(url).hostname != "127.0.0.1"
+    ]
+    assert not elsewhere
+
+
+@needs_browser
+def test_a_new_exit_shows_within_seconds(
+    server: str, page: Any, ledger_env: dict[str, str]
+) -> None:
+    log_in(page, server)
+    page.wait_for_selector("[data-key=open_positions][data-value='1']")
+    done = subprocess.run(
+        [TRADEWATCH, "exit", "open-1", "51000", "take_profit"],
+        check=False,
+        env=ledger_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    recorded = time.monotonic()
+    page.wait_for_selector("[data-key=open_positions][data-value='0']", timeout=5_000)
+    assert time.monotonic() - recorded < 3.0
+    assert shown_value(page, "current_streak") == 1
+    assert shown_value(page, "today_pnl") == pytest.approx(
+        cli_json(ledger_env, "stats")["today_pnl"]
+    )
+
+
+@needs_browser
+def test_screenshot_of_the_demo_ledger(browser: Any, tmp_path: Path) -> None:
+    env = environment(
+        tmp_path, f"sqlite:///{tmp_path / 'demo.db'}", TRADEWATCH_DASHBOARD_PASSWORD=PASSWORD
+    )
+    demo = subprocess.run(
+        [TRADEWATCH, "demo"], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert demo.returncode == 0, demo.stderr
+    with dashboard(env, tmp_path / "dashboard.log") as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        log_in(page, url)
+        for chart in ("tw-equity", "tw-pnl", "tw-calibration", "tw-theory-pnl"):
+            page.wait_for_function(CHART_DRAWN, arg=chart, timeout=20_000)
+        page.locator(".tabulator-row").first.wait_for()
+        height = page.evaluate("() => document.getElementById('main').scrollHeight")
+        page.set_viewport_size({"width": 1400, "height": height + 70})
+        page.wait_for_timeout(1500)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-demo.png"), full_page=True)
+        if not DOCS_SCREENSHOT.exists() or os.environ.get("TRADEWATCH_UPDATE_SCREENSHOT"):
+            page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
+        context.close()
+    assert not errors
+    assert (ARTIFACTS / "dashboard-demo.png").stat().st_size > 50_000
+
+
+@needs_browser
+@pytest.mark.postgres
+def test_dashboard_on_postgresql(browser: Any, postgres_url: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url=postgres_url)
+    tw = bootstrap(settings)
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    tw.ledger.record_signal(
+        SignalDraft(signal_id="pg-1", symbol="BTCUSDT", direction=Direction.LONG, at=at)
+    )
+    tw.ledger.record_entry("pg-1", Fill.checked(100, 1, 0, at, "entry"))
+    tw.sync()
+    tw.close()
+    env = environment(tmp_path, postgres_url, TRADEWATCH_DASHBOARD_PASSWORD=PASSWORD)
+    with dashboard(env, tmp_path / "dashboard.log") as url:
+        context = browser.new_context()
+        page = context.new_page()
+        log_in(page, url)
+        assert page.locator(".tw-banner").get_attribute("data-status") == "green"
+        assert shown_value(page, "open_positions") == 1
+        context.close()
+
+
+# Without a browser -----------------------------------------------------------------------
+
+
+def test_a_public_host_needs_a_password(tmp_path: Path) -> None:
+    env = environment(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}")
+    done = subprocess.run(
+        [TRADEWATCH, "dashboard", "--host", "0.0.0.0", "--port", str(free_port())],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "without a password" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_loopback_hosts() -> None:
+    assert all(map(is_loopback, ("127.0.0.1", "localhost", "::1", "127.0.0.2")))
+    assert not any(map(is_loopback, ("0.0.0.0", "192.168.1.2", "example.org", "::")))
+
+
+def test_cookie_secret_is_made_once_and_private(tmp_path: Path) -> None:
+    secret = cookie_secret(tmp_path / "home")
+    path = tmp_path / "home" / "cookie_secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(secret) >= 40
+    path.chmod(0o644)
+    assert cookie_secret(tmp_path / "home") == secret
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_credentials_from_the_environment(tmp_path: Path) -> None:
+    assert credentials({}) is None
+    anyone = credentials({"TRADEWATCH_DASHBOARD_PASSWORD": "Pa55 Word"})
+    assert anyone is not None and "whoever" in anyone and anyone["whoever"] == "Pa55 Word"
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"ann": "One!", "bob": "Two?"}))
+    env = {"TRADEWATCH_DASHBOARD_USERS": str(users), "TRADEWATCH_DASHBOARD_PASSWORD": "x"}
+    found = credentials(env)
+    assert found == {"ann": "One!", "bob": "Two?"} and "eve" not in found
+    users.write_text(json.dumps(["ann"]))
+    with pytest.raises(DashboardError, match="JSON object"):
+        credentials(env)
+    with pytest.raises(DashboardError, match="cannot read"):
+        credentials({"TRADEWATCH_DASHBOARD_USERS": str(tmp_path / "missing.json")})
+
+
+def test_decimate_keeps_the_extremes() -> None:
+    rng = np.random.default_rng(1)
+    values = np.cumsum(rng.normal(size=100_000))
+    keep = decimate(values, 2000)
+    assert len(keep) <= 2000
+    assert {0, len(values) - 1, int(np.argmin(values)), int(np.argmax(values))} <= set(keep)
+    assert list(decimate(values[:10], 2000)) == list(range(10))
+
+
+def test_page_data_reads_the_read_models(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    record_scenario(settings)
+    tw = bootstrap(settings)
+    try:
+        shared = build_shared(tw)
+        page = build_page(tw, TradeFilter(), shared)
+        assert page.stats == {**tw.reports.stats(), "as_of": page.stats["as_of"]}
+        assert [s["signal_id"] for s in page.signals][-1] == "open-1"
+        assert len(page.series.rolling["rate"]) == 17 - 9  # from the 10th exit on
+        assert page.series.rolling["rate"][-1] == pytest.approx(12 / 17)
+        assert page.series.timeline["status"][-1] == "RED"
+        assert shared.status["status"] == "red"
+    finally:
+        tw.close()

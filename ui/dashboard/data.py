@@ -1,0 +1,319 @@
+"""The dashboard's data: everything a page shows, read from the read models only (CQRS).
+
+All database work runs on one thread, the :class:`Hub`'s, so the Panel event loop never
+waits on the database and no connection is shared between threads. The hub polls the
+read models' position four times a second (bringing them up to date first in the embedded
+SQLite mode) and caches each page on that position, so that browsers share one build per
+change, and a page is rebuilt at the latest a minute after the last build (the clock moves
+"today" and the day windows even when nothing is recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as day_start
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+import orjson
+
+from domain.signal import copy_block
+from infrastructure.bootstrap import Tradewatch
+from projections import audit
+from projections.ledger import stamp
+from projections.metrics import ClosedTrade, sort_trades
+from projections.reports import Reports, TradeFilter, parse_time
+from ui.cli import DECISION_KINDS, status_data
+from ui.dashboard.charts import Series, series
+
+T = TypeVar("T")
+Position = tuple[int, ...]
+
+ALERT_KINDS = ("Alert.Raised",)
+WINDOWS: dict[str, int | None] = {"24 h": 1, "7 d": 7, "30 d": 30, "All": None}
+"""The window filter: days back from now (``TradeFilter.days``)."""
+POLL_SECONDS = 0.25
+FULL_REFRESH_SECONDS = 60.0
+RECENT_TRADES = 200
+ALERTS_SHOWN = 100
+ALERT_DAYS = 7
+SIGNAL_CHOICES = 500
+CACHED_FILTERS = 16
+
+log = logging.getLogger("tradewatch.dashboard")
+
+_SIGNAL_COLUMNS = (
+    "signal_id",
+    "symbol",
+    "direction",
+    "source",
+    "at",
+    "confidence",
+    "entry_low",
+    "entry_high",
+    "stop_loss",
+    "take_profit",
+    "position_size",
+    "sized_position",
+    "size_multiplier",
+    "controller_status",
+    "blocked",
+    "state",
+    "skip_reason",
+    "theories",
+    "quality_gates",
+    "model_version",
+    "timeframe",
+)
+_SIGNAL_TRADE_COLUMNS = (
+    "signal_id",
+    "status",
+    "entry_price",
+    "exit_price",
+    "pnl_pct",
+    "pnl_quote",
+    "outcome",
+    "forced",
+)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every filter shares: the traffic light, decisions, alerts and choices."""
+
+    status: dict[str, Any]
+    decisions: list[dict[str, Any]]
+    """Every controller decision, oldest first."""
+    alerts: list[dict[str, Any]]
+    """The latest alerts of the last week, newest first."""
+    symbols: list[str]
+    signal_ids: list[str]
+    """The latest signals' ids, newest first (choices of the audit drill-down)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One filter's view of the ledger at one read-model position."""
+
+    flt: TradeFilter
+    position: Position
+    shared: Shared
+    stats: dict[str, Any]
+    series: Series
+    calibration: dict[str, Any]
+    theories: list[dict[str, Any]]
+    positions: list[dict[str, Any]]
+    trades: list[dict[str, Any]]
+    signals: list[dict[str, Any]]
+    """Today's signals (in the configured zone), newest first, with their trade if any."""
+    as_of: datetime
+    build_seconds: float
+
+
+class OnePassReports(Reports):
+    """Reports that read the closed trades once per filter, however many reports use them."""
+
+    def __init__(self, tw: Tradewatch, now: datetime) -> None:
+        super().__init__(
+            tw.store,
+            starting_balance=tw.settings.starting_balance,
+            timezone=tw.settings.timezone,
+            now=now,
+        )
+        self._closed: dict[TradeFilter, list[ClosedTrade]] = {}
+
+    def closed_trades(self, flt: TradeFilter = TradeFilter()) -> list[ClosedTrade]:  # noqa: B008
+        """Closed trades matching ``flt``, read once."""
+        if flt not in self._closed:
+            self._closed[flt] = super().closed_trades(flt)
+        return self._closed[flt]
+
+
+def position_of(tw: Tradewatch) -> Position:
+    """Where the read models stand: every projection's last applied event."""
+    return tuple(position for _, position in sorted(tw.engine.positions().items()))
+
+
+def build_shared(tw: Tradewatch) -> Shared:
+    """The filter-independent part of a page."""
+    since = stamp(datetime.now(UTC) - timedelta(days=ALERT_DAYS))
+    with tw.store.reading() as cur:
+        cur.execute("SELECT DISTINCT symbol FROM signals ORDER BY symbol")
+        symbols = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT signal_id FROM signals ORDER BY at DESC LIMIT ?", (SIGNAL_CHOICES,))
+        signal_ids = [row[0] for row in cur.fetchall()]
+    return Shared(
+        status=status_data(tw),
+        decisions=audit.by_kind(tw.store, DECISION_KINDS),
+        alerts=audit.by_kind(tw.store, ALERT_KINDS, since)[-ALERTS_SHOWN:][::-1],
+        symbols=symbols,
+        signal_ids=signal_ids,
+    )
+
+
+def build_page(tw: Tradewatch, flt: TradeFilter, shared: Shared, position: Position = ()) -> Page:
+    """Everything one filter's page shows, from the read models, as of now."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    reports = OnePassReports(tw, now)
+    stats = reports.stats(flt)
+    ordered = sort_trades(reports.closed_trades(flt))
+    return Page(
+        flt=flt,
+        position=position,
+        shared=shared,
+        stats=stats,
+        series=series(stats, ordered, shared.decisions, now, flt.days, tw.settings.min_sample),
+        calibration=cast(dict[str, Any], reports.calibration(flt)["overall"]),
+        theories=[dict(row) for row in reports.theories(flt)],
+        positions=reports.positions(flt),
+        trades=reports.trades(flt, limit=RECENT_TRADES),
+        signals=todays_signals(tw, reports, flt),
+        as_of=now,
+        build_seconds=time.perf_counter() - started,
+    )
+
+
+def todays_signals(tw: Tradewatch, reports: Reports, flt: TradeFilter) -> list[dict[str, Any]]:
+    """Today's signals (the configured time zone's day), newest first, with their trades."""
+    today = reports.today()
+    start = datetime.combine(today, day_start(), tzinfo=reports.zone)
+    end = datetime.combine(today + timedelta(days=1), day_start(), tzinfo=reports.zone)
+    clauses = ["at >= ?", "at < ?"]
+    params: list[Any] = [stamp(start.astimezone(UTC)), stamp(end.astimezone(UTC))]
+    for column in ("source", "symbol", "direction"):
+        value = getattr(flt, column)
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value.upper() if column == "symbol" else value)
+    with tw.store.reading() as cur:
+        cur.execute(
+            f"SELECT {', '.join(_SIGNAL_COLUMNS)} FROM signals WHERE {' AND '.join(clauses)} "
+            "ORDER BY at DESC, signal_id",
+            params,
+        )
+        rows = [dict(zip(_SIGNAL_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+        trades: dict[str, dict[str, Any]] = {}
+        ids = [row["signal_id"] for row in rows]
+        for begin in range(0, len(ids), 500):
+            chunk = ids[begin : begin + 500]
+            cur.execute(
+                f"SELECT {', '.join(_SIGNAL_TRADE_COLUMNS)} FROM trades "
+                f"WHERE signal_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in cur.fetchall():
+                trades[r[0]] = dict(zip(_SIGNAL_TRADE_COLUMNS, r, strict=True))
+    for row in rows:
+        row["at"] = parse_time(row["at"])
+        row["theories"] = orjson.loads(row["theories"])
+        row["quality_gates"] = orjson.loads(row["quality_gates"])
+        row["blocked"] = bool(row["blocked"])
+        row["trade"] = trades.get(row["signal_id"])
+        row["copy"] = copy_block(row)
+    return rows
+
+
+@dataclass
+class _Cached:
+    page: Page
+    built: float = field(default_factory=time.monotonic)
+
+
+class Hub:
+    """The dashboard's one database thread: polls, syncs (embedded mode) and builds pages."""
+
+    def __init__(self, tw: Tradewatch) -> None:
+        self.tw = tw
+        self.embedded = urlsplit(tw.settings.database).scheme == "sqlite"
+        self.position: Position = ()
+        """The read models' position at the last poll (read by the browser sessions)."""
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tradewatch-db")
+        self._stop = threading.Event()
+        self._poller = threading.Thread(
+            target=self._poll_forever, name="tradewatch-poll", daemon=True
+        )
+        self._synced_last = -1
+        self._synced_at = -FULL_REFRESH_SECONDS
+        self._shared: tuple[Position, float, Shared] | None = None
+        self._pages: OrderedDict[TradeFilter, _Cached] = OrderedDict()
+
+    def start(self) -> None:
+        """Take the first position, build the default page, then poll in the background."""
+        self.position = self.call(self.poll)
+        self.call(self.page, TradeFilter())
+        self._poller.start()
+
+    def stop(self) -> None:
+        """Stop polling and finish the database work under way."""
+        self._stop.set()
+        if self._poller.is_alive():
+            self._poller.join()
+        self._executor.shutdown(wait=True)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``fn(*args)`` on the database thread."""
+        return self._executor.submit(fn, *args)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the database thread and wait for it."""
+        return self.submit(fn, *args).result()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the database thread without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    def _poll_forever(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                self.position = self.call(self.poll)
+            except Exception:
+                log.exception("polling the read models failed; retrying")
+
+    def poll(self) -> Position:
+        """The read models' position; in the embedded mode, brought up to date first.
+
+        ``tw.sync()`` runs only when the log grew, or once a minute for the controller's
+        day boundary, so that an idle tick costs two small queries.
+        """
+        if self.embedded:
+            last = self.tw.engine.log.last_id()
+            now = time.monotonic()
+            if last != self._synced_last or now - self._synced_at >= FULL_REFRESH_SECONDS:
+                self.tw.sync()
+                self._synced_last = self.tw.engine.log.last_id()
+                self._synced_at = now
+        return position_of(self.tw)
+
+    def page(self, flt: TradeFilter) -> Page:
+        """The page of ``flt`` at the current position, built at most a minute ago."""
+        position = position_of(self.tw)
+        now = time.monotonic()
+        cached = self._pages.get(flt)
+        if (
+            cached is not None
+            and cached.page.position == position
+            and now - cached.built < FULL_REFRESH_SECONDS
+        ):
+            self._pages.move_to_end(flt)
+            return cached.page
+        if (
+            self._shared is None
+            or self._shared[0] != position
+            or now - self._shared[1] >= FULL_REFRESH_SECONDS
+        ):
+            self._shared = (position, now, build_shared(self.tw))
+        page = build_page(self.tw, flt, self._shared[2], position)
+        self._pages[flt] = _Cached(page)
+        self._pages.move_to_end(flt)
+        while len(self._pages) > CACHED_FILTERS:
+            self._pages.popitem(last=False)
+        return page
