@@ -38,6 +38,7 @@ lint: install
 bench: install services
 	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
 	$(BIN)/python -m scripts.bench_alerts
+	$(BIN)/python -m scripts.bench_dashboard
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
