@@ -667,7 +667,7 @@ def project(
 @app.command()
 def demo(
     if_empty: Annotated[
-        bool, typer.Option("--if-empty", help="Do nothing if the ledger already has events.")
+        bool, typer.Option("--if-empty", help="Do nothing if the ledger already has signals.")
     ] = False,
     days: Annotated[int, typer.Option(min=1, max=3650, help="Days of history.")] = 90,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same history.")] = 7,
@@ -676,7 +676,7 @@ def demo(
     from application.demo import generate, record  # noqa: PLC0415 - only the demo needs it
 
     with opened() as tw:
-        if if_empty and tw.engine.log.last_id() > 0:
+        if if_empty and sum(tw.reports.signal_counts().values()) > 0:
             out.print(f"ledger at {tw.settings.database} already has history; demo not added")
             return
         with progress_bar("recording demo history") as bar:
