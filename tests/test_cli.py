@@ -293,3 +293,14 @@ def test_signal_id_with_brackets_is_reported(run_cli: RunCli, tw: Tradewatch) ->
     result = run_cli("signal", "add", "v7[/]", "--symbol", "BTCUSDT", "--direction", "long")
     assert tw.ledger.signal("v7[/]").symbol == "BTCUSDT"  # it is stored either way
     assert "signal v7[/] recorded" in ok(result)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_demo_if_empty_fills_a_ledger_that_only_has_alerts(run_cli: RunCli) -> None:
+    """`make run` on a fresh machine: the first command may raise scheduled alerts."""
+    run_cli("stats", "--json", check=True)
+    assert "recorded" in run_cli("demo", "--if-empty", "--days", "3", check=True).stdout
+    again = run_cli("demo", "--if-empty", "--days", "3", check=True).stdout
+    assert "already has history" in again
+    stats = json.loads(run_cli("stats", "--json", check=True).stdout)
+    assert stats["total_trades"] > 0
