@@ -34,7 +34,7 @@ AUDIT_TRAIL = Table(
         "data TEXT NOT NULL",
     ),
     primary_key="notification_id",
-    indexes=("correlation_id", "event_id"),
+    indexes=("correlation_id", "event_id", "kind, notification_id"),
 )
 
 AUDIT_CHAIN = Table(
@@ -63,8 +63,8 @@ class AuditProjection:
     tables = (AUDIT_TRAIL, AUDIT_CHAIN)
 
     def config(self) -> str:
-        """No settings change its results."""
-        return "v1"
+        """No settings change its results; the version rebuilds older tables."""
+        return "v2"
 
     def apply(self, cursor: Cursor, tables: Mapping[str, str], facts: Sequence[Fact]) -> None:
         """Record each fact and chain it to the previous link."""
@@ -148,14 +148,20 @@ def verify_chain(log: EventLog, store: ReadStore) -> ChainCheck:
 _TRAIL_COLUMNS = "notification_id, event_id, kind, causation_id, at, recorded_at, data"
 
 
-def _select(store: ReadStore, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+def _select(
+    store: ReadStore, where: str, params: Sequence[Any], last: int | None = None
+) -> list[dict[str, Any]]:
+    """Matching events in log order; only the ``last`` ones when given."""
+    order = "DESC LIMIT ?" if last is not None else "ASC"
     with store.reading() as cur:
         cur.execute(
-            f"SELECT {_TRAIL_COLUMNS} FROM audit_trail WHERE {where} ORDER BY notification_id",
-            params,
+            f"SELECT {_TRAIL_COLUMNS} FROM audit_trail WHERE {where} "
+            f"ORDER BY notification_id {order}",
+            [*params, last] if last is not None else params,
         )
         rows = cur.fetchall()
-    return [_row(r) for r in rows]
+    found = [_row(r) for r in rows]
+    return found[::-1] if last is not None else found
 
 
 def trail(store: ReadStore, correlation_id: str) -> list[dict[str, Any]]:
@@ -170,15 +176,16 @@ def event(store: ReadStore, event_id: str) -> dict[str, Any] | None:
 
 
 def by_kind(
-    store: ReadStore, kinds: Sequence[str], since: str | None = None
+    store: ReadStore, kinds: Sequence[str], since: str | None = None, last: int | None = None
 ) -> list[dict[str, Any]]:
-    """Events of the given kinds (e.g. controller decisions), oldest first."""
+    """Events of the given kinds (e.g. controller decisions), oldest first; ``last``: only
+    the latest so many."""
     where = f"kind IN ({', '.join('?' * len(kinds))})"
     params: list[Any] = list(kinds)
     if since:
         where += " AND at >= ?"
         params.append(since)
-    return _select(store, where, params)
+    return _select(store, where, params, last)
 
 
 def _row(row: Sequence[Any]) -> dict[str, Any]:

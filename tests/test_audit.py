@@ -15,7 +15,7 @@ from domain.signal import SignalDraft, signal_uuid
 from domain.trade import Fill
 from domain.values import Direction
 from infrastructure.bootstrap import Tradewatch
-from projections.audit import verify_chain
+from projections.audit import by_kind, verify_chain
 
 DAY = datetime(2026, 11, 10, tzinfo=UTC)
 DAY_END = datetime(2026, 11, 10, 23, 0, tzinfo=UTC)
@@ -178,3 +178,14 @@ def test_audit_verify_without_json_reports_the_intact_chain(
     losing_day(tw)
     shown = run_cli("audit", "verify", check=True)
     assert f"hash chain intact over {tw.engine.log.last_id()} events" in shown.stdout
+
+
+def test_by_kind_can_return_only_the_latest_events(tw: Tradewatch) -> None:
+    kinds = ("Controller.Paused", "Controller.Resumed")
+    tw.controller.pause("alice", "tilt")
+    tw.controller.resume("alice", "calm again")
+    tw.sync()
+    every = by_kind(tw.store, kinds)
+    assert [e["kind"] for e in every] == ["Controller.Paused", "Controller.Resumed"]
+    assert by_kind(tw.store, kinds, last=1) == every[-1:]
+    assert by_kind(tw.store, kinds, last=5) == every

@@ -704,7 +704,7 @@ STATUS_COLOURS = {
 def status_data(tw: Tradewatch) -> dict[str, Any]:
     """The controller status as the CLI and JSON show it."""
     controller = tw.controller.controller()
-    changes = audit.by_kind(tw.store, ("Controller.StatusChanged",))
+    changes = audit.by_kind(tw.store, ("Controller.StatusChanged",), last=1)
     rules = changes[-1]["data"]["rules"] if changes else []
     changed_at = controller.changed_at
     since = (datetime.now(UTC) - changed_at).total_seconds() if changed_at else None
@@ -1129,6 +1129,7 @@ def dashboard(
             serve(tw, host, port, users, lambda text: out.print(text, markup=False))
         except DashboardError as e:
             fail(str(e))
+
 
 def main() -> None:
     """Console-script entry point."""
