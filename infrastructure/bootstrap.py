@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
+
+import psycopg
 
 from application.alerts import AlertPolicy
 from application.bookkeeping import Bookkeeper
@@ -111,15 +116,59 @@ def projections_for(settings: Settings) -> list[Projection]:
     return [LedgerProjection(settings.breakeven_pct), AuditProjection()]
 
 
+SETUP_LOCK = 7_146_201_802
+"""The advisory-lock key held while tradewatch creates its tables on PostgreSQL."""
+
+
+@contextmanager
+def setting_up(url: str) -> Iterator[None]:
+    """Hold off other tradewatch processes while this one creates tables.
+
+    Two commands started together on a fresh database would otherwise race in the
+    eventsourcing library's table creation. SQLite: a lock file beside the database;
+    PostgreSQL: a session advisory lock.
+    """
+    if urlsplit(url).scheme == "sqlite":
+        path = sqlite_path(url)
+        if path == ":memory:":
+            yield
+            return
+        with open(f"{path}.setup-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+
+
 def bootstrap(settings: Settings | None = None) -> Tradewatch:
     """Wire tradewatch from settings (environment and ``tradewatch.toml``)."""
     settings = settings or Settings()
     url = settings.database
-    ledger = TradeLedger(env=eventsourcing_env(url))
-    store = open_read_store(url)
-    log = RecorderLog(ledger.recorder)
-    engine = ProjectionEngine(log, store, projections_for(settings))
-    engine.setup()
+    env = eventsourcing_env(url)
+    with setting_up(url):
+        ledger = TradeLedger(env=env)
+        store = open_read_store(url)
+        log = RecorderLog(ledger.recorder)
+        engine = ProjectionEngine(log, store, projections_for(settings))
+        engine.setup()
+    return _wire(settings, ledger, store, log, engine)
+
+
+def _wire(
+    settings: Settings,
+    ledger: TradeLedger,
+    store: ReadStore,
+    log: RecorderLog,
+    engine: ProjectionEngine,
+) -> Tradewatch:
     reports = Reports(store, starting_balance=settings.starting_balance, timezone=settings.timezone)
     thresholds = settings.thresholds()
     books = Bookkeeper(

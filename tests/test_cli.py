@@ -22,6 +22,7 @@ from domain.signal import SignalDraft
 from domain.trade import Fill
 from domain.values import Direction
 from infrastructure.bootstrap import Tradewatch
+from tests.conftest import TRADEWATCH
 from ui.cli import app
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
@@ -304,3 +305,23 @@ def test_demo_if_empty_fills_a_ledger_that_only_has_alerts(run_cli: RunCli) -> N
     assert "already has history" in again
     stats = json.loads(run_cli("stats", "--json", check=True).stdout)
     assert stats["total_trades"] > 0
+
+
+def test_commands_started_together_on_a_fresh_ledger_all_succeed(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Set-up is serialised across processes: none races another creating the tables."""
+    commands = [["stats", "--json"], ["alerts", "--json"], ["status", "--json"]] * 2
+    running = [
+        subprocess.Popen(
+            [TRADEWATCH, *args],
+            env=cli_env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    results = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in running]
+    assert [code for code, _ in results] == [0] * len(commands), results
