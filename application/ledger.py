@@ -25,7 +25,7 @@ MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class CommandResult:
     """What a command did: the signal it concerned, whether it stored anything, and where."""
 
     signal_id: str
@@ -83,7 +83,7 @@ class TradeLedger(Application[Any]):
 
     # Commands -------------------------------------------------------------------
 
-    def record_signal(self, draft: SignalDraft) -> Outcome:
+    def record_signal(self, draft: SignalDraft) -> CommandResult:
         """Record a signal. The same id with the same facts again is a no-op."""
 
         def attempt() -> Sequence[Aggregate]:
@@ -96,7 +96,7 @@ class TradeLedger(Application[Any]):
 
         return self._run(draft.signal_id, attempt)
 
-    def skip_signal(self, signal_id: str, reason: str, at: datetime) -> Outcome:
+    def skip_signal(self, signal_id: str, reason: str, at: datetime) -> CommandResult:
         """Mark a signal as not traded, with the reason."""
 
         def attempt() -> Sequence[Aggregate]:
@@ -106,7 +106,7 @@ class TradeLedger(Application[Any]):
 
         return self._run(signal_id, attempt)
 
-    def record_entry(self, signal_id: str, fill: Fill, *, force: bool = False) -> Outcome:
+    def record_entry(self, signal_id: str, fill: Fill, *, force: bool = False) -> CommandResult:
         """Record the entry of a signal's trade; a second entry must be a correction."""
 
         def attempt() -> Sequence[Aggregate]:
@@ -120,7 +120,7 @@ class TradeLedger(Application[Any]):
 
         return self._run(signal_id, attempt)
 
-    def correct_entry(self, signal_id: str, fill: Fill, reason: str) -> Outcome:
+    def correct_entry(self, signal_id: str, fill: Fill, reason: str) -> CommandResult:
         """Record the right entry of a trade; the wrong one stays in history."""
 
         def attempt() -> Sequence[Aggregate]:
@@ -134,7 +134,7 @@ class TradeLedger(Application[Any]):
 
     def record_exit(
         self, signal_id: str, price: float, fee: float, reason: str, at: datetime
-    ) -> Outcome:
+    ) -> CommandResult:
         """Record the exit of a signal's trade; there is at most one."""
 
         def attempt() -> Sequence[Aggregate]:
@@ -152,7 +152,7 @@ class TradeLedger(Application[Any]):
         source: str = MANUAL_SOURCE,
         *,
         force: bool = False,
-    ) -> Outcome:
+    ) -> CommandResult:
         """Enter a trade without a prior signal: a manual signal is created for it."""
         draft = SignalDraft(
             signal_id=f"m-{secrets.token_hex(4)}",
@@ -184,13 +184,13 @@ class TradeLedger(Application[Any]):
             raise DomainError(f"signal {signal_id} has no entry; record the entry first")
         return trade
 
-    def _run(self, signal_id: str, attempt: Callable[[], Sequence[Aggregate]]) -> Outcome:
+    def _run(self, signal_id: str, attempt: Callable[[], Sequence[Aggregate]]) -> CommandResult:
         for _ in range(MAX_ATTEMPTS):
             aggregates = attempt()
             if not aggregates:
-                return Outcome(signal_id, stored=False, last_notification_id=None)
+                return CommandResult(signal_id, stored=False, last_notification_id=None)
             try:
-                return Outcome(
+                return CommandResult(
                     signal_id, stored=True, last_notification_id=self.save_all(aggregates)
                 )
             except RecordConflictError:

@@ -56,7 +56,7 @@ from eventsourcing.domain import Aggregate
 
 from application.demo import DemoTrade, generate, record
 from application.importing import COLUMNS
-from application.ledger import Outcome, TradeLedger
+from application.ledger import CommandResult, TradeLedger
 from infrastructure.bootstrap import Tradewatch, bootstrap
 from infrastructure.live import PollingWaiter, waiter_for
 from infrastructure.settings import Settings, eventsourcing_env, sqlite_path
@@ -232,11 +232,11 @@ class RecordingLedger(TradeLedger):
         return last
 
 
-def run_commands(ledger: TradeLedger, item: DemoTrade) -> list[Callable[[], Outcome]]:
+def run_commands(ledger: TradeLedger, item: DemoTrade) -> list[Callable[[], CommandResult]]:
     """The ledger commands a trader would issue, one per call, to record a demo signal."""
     draft = item.draft
     sid = draft.signal_id
-    commands: list[Callable[[], Outcome]] = [lambda: ledger.record_signal(draft)]
+    commands: list[Callable[[], CommandResult]] = [lambda: ledger.record_signal(draft)]
     if item.skipped:
         commands.append(lambda: ledger.skip_signal(sid, "outside trading hours", draft.at))
     elif item.entry is not None:
