@@ -325,3 +325,25 @@ def test_commands_started_together_on_a_fresh_ledger_all_succeed(
     ]
     results = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in running]
     assert [code for code, _ in results] == [0] * len(commands), results
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("TRADEWATCH_STARTING_BALANCE", "-5", "TRADEWATCH_STARTING_BALANCE"),
+        ("TRADEWATCH_MIN_SAMPLE", "many", "TRADEWATCH_MIN_SAMPLE"),
+        ("TRADEWATCH_RED_WIN_RATE", "0.9", "red_win_rate"),
+        ("TRADEWATCH_DATABASE_URL", "mysql://x", "TRADEWATCH_DATABASE_URL"),
+    ],
+)
+def test_a_bad_setting_is_a_one_line_error(
+    run_cli: RunCli, cli_env: dict[str, str], variable: str, value: str, named: str
+) -> None:
+    cli_env[variable] = value
+    result = run_cli("stats", "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: bad setting: ") and named in lines[0]

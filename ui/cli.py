@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -83,6 +84,10 @@ def opened() -> Iterator[Tradewatch]:
     """A wired tradewatch, brought up to date; domain errors become one-line errors."""
     try:
         tw = bootstrap()
+    except ValidationError as e:
+        fail(f"bad setting: {setting_errors(e)}")
+    except ValueError as e:  # a threshold or database URL the settings could not refuse alone
+        fail(f"bad setting: {e}")
     except Exception as e:
         fail(f"cannot open the ledger: {e}", 1)
     try:
@@ -93,6 +98,14 @@ def opened() -> Iterator[Tradewatch]:
         fail(str(e))
     finally:
         tw.close()
+
+
+def setting_errors(error: ValidationError) -> str:
+    """Pydantic's settings errors on one line, named as the environment variables."""
+    return "; ".join(
+        f"TRADEWATCH_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']} (got {e['input']!r})"
+        for e in error.errors()
+    )
 
 
 def number(name: str, text: str) -> float:
