@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
@@ -43,6 +43,9 @@ class TradeLedger(Application[Any]):
     """
 
     name = "tradewatch"
+    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "1000"}
+    """Keep recently used aggregates (the controller above all) in memory; each ``get``
+    still fast-forwards them with any newer events, so other writers are never missed."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
