@@ -15,7 +15,6 @@ import psycopg
 class SQLiteReadStore:
     """Read models in a SQLite file (WAL mode), or in memory for time travel."""
 
-    dialect = "sqlite"
     transient_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
     def __init__(self, path: str) -> None:
@@ -80,10 +79,6 @@ class _PostgresCursor:
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         self._cursor = cursor
 
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cursor.execute(_PLACEHOLDER.sub("%s", sql), params)
 
@@ -100,7 +95,6 @@ class _PostgresCursor:
 class PostgresReadStore:
     """Read models in the same PostgreSQL database as the events."""
 
-    dialect = "postgresql"
     transient_errors: tuple[type[Exception], ...] = (psycopg.OperationalError,)
 
     def __init__(self, url: str) -> None:

@@ -14,11 +14,6 @@ from typing import Any, Protocol
 class Cursor(Protocol):
     """The few DB-API cursor calls the projections use."""
 
-    @property
-    def rowcount(self) -> int:
-        """Rows touched by the last statement."""
-        ...
-
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement."""
         ...
@@ -38,9 +33,6 @@ class Cursor(Protocol):
 
 class ReadStore(Protocol):
     """A database holding read models and their tracking positions."""
-
-    dialect: str
-    """``sqlite`` or ``postgresql``."""
 
     def transaction(self) -> AbstractContextManager[Cursor]:
         """A write transaction; concurrent writers are serialised; commits on success."""
