@@ -176,12 +176,20 @@ def event(store: ReadStore, event_id: str) -> dict[str, Any] | None:
 
 
 def by_kind(
-    store: ReadStore, kinds: Sequence[str], since: str | None = None, last: int | None = None
+    store: ReadStore,
+    kinds: Sequence[str],
+    since: str | None = None,
+    last: int | None = None,
+    after: int = 0,
 ) -> list[dict[str, Any]]:
-    """Events of the given kinds (e.g. controller decisions), oldest first; ``last``: only
-    the latest so many."""
+    """Events of the given kinds (e.g. controller decisions), oldest first; ``since``: at or
+    after that time, ``last``: only the latest so many, ``after``: only those recorded after
+    that notification id."""
     where = f"kind IN ({', '.join('?' * len(kinds))})"
     params: list[Any] = list(kinds)
+    if after:
+        where += " AND notification_id > ?"
+        params.append(after)
     if since:
         where += " AND at >= ?"
         params.append(since)

@@ -58,7 +58,7 @@ SIGNALS = Table(
         "notification_id BIGINT NOT NULL",
     ),
     primary_key="id",
-    indexes=("signal_id", "at"),
+    indexes=("signal_id", "at", "notification_id"),
 )
 
 TRADES = Table(
@@ -92,9 +92,10 @@ TRADES = Table(
         "corrections INTEGER NOT NULL",
         "entry_notification_id BIGINT NOT NULL",
         "exit_notification_id BIGINT",
+        "changed BIGINT NOT NULL",
     ),
     primary_key="id",
-    indexes=("signal_id", "status", "exit_time"),
+    indexes=("signal_id", "status", "exit_time", "entry_time", "changed"),
 )
 
 _SIGNAL_COLUMNS = [c.split()[0] for c in SIGNALS.columns]
@@ -113,7 +114,7 @@ class LedgerProjection:
     def config(self) -> str:
         """The outcome threshold (changing it recomputes every outcome on replay), and the
         schema version (a new column rebuilds the tables)."""
-        return f"breakeven_pct={self.breakeven_pct!r};schema=2"
+        return f"breakeven_pct={self.breakeven_pct!r};schema=3"
 
     def apply(self, cursor: Cursor, tables: Mapping[str, str], facts: Sequence[Fact]) -> None:
         """Apply a batch: load the rows it touches, change them in memory, upsert once."""
@@ -220,6 +221,7 @@ class LedgerProjection:
             "corrections": 0,
             "entry_notification_id": fact.id,
             "exit_notification_id": None,
+            "changed": fact.id,
         }
         if signal is None:
             return None, fact.aggregate_id
@@ -239,6 +241,7 @@ class LedgerProjection:
             qty=s["qty"],
             entry_fee=s["fee"],
             corrections=row["corrections"] + 1,
+            changed=fact.id,
         )
         self._settle(row)
         return None, fact.aggregate_id
@@ -257,6 +260,7 @@ class LedgerProjection:
             exit_fee=s["fee"],
             exit_reason=s["reason"],
             exit_notification_id=fact.id,
+            changed=fact.id,
         )
         self._settle(row)
         return None, fact.aggregate_id

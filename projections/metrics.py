@@ -15,12 +15,13 @@ same definitions and their edge cases. Conventions shared by all functions:
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 WIN = "win"
 LOSS = "loss"
@@ -73,6 +74,168 @@ class ClosedTrade:
             raise ValueError(f"{self.signal_id}: confidence must be within [0, 1]")
 
 
+Scores = Mapping[str, npt.NDArray[np.float64]]
+"""Theory scores as columns: one array per theory name, NaN where a row has no such theory."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NS_PER_DAY = 86_400 * 10**9
+
+
+def to_ns(moment: datetime) -> int:
+    """A tz-aware datetime as integer nanoseconds since the Unix epoch (exact)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+def from_ns(ns: int) -> datetime:
+    """Integer nanoseconds since the Unix epoch back to a UTC datetime (to the microsecond)."""
+    return _EPOCH + timedelta(microseconds=int(ns) // 1000)
+
+
+def _day_number(day: date) -> int:
+    return (day - _EPOCH.date()).days
+
+
+@dataclass(frozen=True, eq=False)
+class TradeColumns:
+    """Closed trades as columns (numpy arrays), in ``(exit_time, signal_id)`` order.
+
+    The fast form of a sequence of :class:`ClosedTrade`: times are integer nanoseconds since
+    the Unix epoch (UTC), a missing confidence is NaN, and ``theories`` holds one score column
+    per theory. Build it with :meth:`of` (from trades) or :meth:`build` (from raw columns,
+    validated like :class:`ClosedTrade`, then sorted).
+    """
+
+    signal_id: npt.NDArray[np.str_]
+    symbol: npt.NDArray[np.str_]
+    direction: npt.NDArray[np.str_]
+    source: npt.NDArray[np.str_]
+    entry_ns: npt.NDArray[np.int64]
+    exit_ns: npt.NDArray[np.int64]
+    pnl_pct: npt.NDArray[np.float64]
+    pnl_quote: npt.NDArray[np.float64]
+    outcome: npt.NDArray[np.str_]
+    confidence: npt.NDArray[np.float64]
+    model_version: npt.NDArray[np.object_]
+    theories: Scores
+
+    def __len__(self) -> int:
+        """How many trades."""
+        return len(self.signal_id)
+
+    @classmethod
+    def of(cls, trades: Sequence[ClosedTrade]) -> TradeColumns:
+        """The columns of already validated trades."""
+        names = sorted({name for t in trades for name in t.theories})
+        return cls._sorted(
+            signal_id=[t.signal_id for t in trades],
+            symbol=[t.symbol for t in trades],
+            direction=[t.direction for t in trades],
+            source=[t.source for t in trades],
+            entry_ns=[to_ns(t.entry_time) for t in trades],
+            exit_ns=[to_ns(t.exit_time) for t in trades],
+            pnl_pct=[t.pnl_pct for t in trades],
+            pnl_quote=[t.pnl_quote for t in trades],
+            outcome=[t.outcome for t in trades],
+            confidence=[math.nan if t.confidence is None else t.confidence for t in trades],
+            model_version=[t.model_version for t in trades],
+            theories={n: [t.theories.get(n, math.nan) for t in trades] for n in names},
+        )[0]
+
+    @classmethod
+    def build(cls, **columns: Any) -> TradeColumns:
+        """Columns from raw sequences (keyword per field; ``theories`` a mapping of score
+        sequences with NaN for absent), validated as :class:`ClosedTrade` would be."""
+        return cls.arrange(**columns)[0]
+
+    @classmethod
+    def arrange(cls, **columns: Any) -> tuple[TradeColumns, npt.NDArray[np.int64]]:
+        """:meth:`build`, and the permutation that put the given rows in order."""
+        made, order = cls._sorted(**columns)
+        made.validate()
+        return made, order
+
+    @classmethod
+    def _sorted(cls, **columns: Any) -> tuple[TradeColumns, npt.NDArray[np.int64]]:
+        theories = columns.pop("theories")
+        arrays: dict[str, Any] = {
+            "signal_id": np.asarray(columns["signal_id"], dtype=np.str_),
+            "symbol": np.asarray(columns["symbol"], dtype=np.str_),
+            "direction": np.asarray(columns["direction"], dtype=np.str_),
+            "source": np.asarray(columns["source"], dtype=np.str_),
+            "entry_ns": np.asarray(columns["entry_ns"], dtype=np.int64),
+            "exit_ns": np.asarray(columns["exit_ns"], dtype=np.int64),
+            "pnl_pct": np.asarray(columns["pnl_pct"], dtype=np.float64),
+            "pnl_quote": np.asarray(columns["pnl_quote"], dtype=np.float64),
+            "outcome": np.asarray(columns["outcome"], dtype=np.str_),
+            "confidence": np.asarray(columns["confidence"], dtype=np.float64),
+            "model_version": np.asarray(columns["model_version"], dtype=np.object_),
+        }
+        n = len(arrays["signal_id"])
+        scores = {name: np.asarray(v, dtype=np.float64) for name, v in theories.items()}
+        if any(len(a) != n for a in (*arrays.values(), *scores.values())):
+            raise ValueError("trade columns must all have the same length")
+        order = np.lexsort((arrays["signal_id"], arrays["exit_ns"]))
+        made = cls(
+            **{k: v[order] for k, v in arrays.items()},
+            theories={name: v[order] for name, v in scores.items()},
+        )
+        return made, order
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first trade the metrics cannot interpret."""
+        checks = (
+            (~np.isin(self.direction, list(DIRECTIONS)), "unknown direction"),
+            (~np.isin(self.outcome, list(OUTCOMES)), "unknown outcome"),
+            (self.exit_ns < self.entry_ns, "exit_time is before entry_time"),
+            (
+                ~(np.isfinite(self.pnl_pct) & np.isfinite(self.pnl_quote)),
+                "P&L and theory scores must be finite",
+            ),
+            (
+                (self.confidence < 0.0) | (self.confidence > 1.0),
+                "confidence must be within [0, 1]",
+            ),
+        )
+        for bad, problem in checks:
+            if bad.any():
+                raise ValueError(f"{self.signal_id[int(np.argmax(bad))]}: {problem}")
+        for scores in self.theories.values():
+            if np.isinf(scores).any():
+                raise ValueError(
+                    f"{self.signal_id[int(np.argmax(np.isinf(scores)))]}: "
+                    "P&L and theory scores must be finite"
+                )
+
+    def select(self, rows: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> TradeColumns:
+        """The trades picked by a boolean mask or sorted indices (order kept); theories no
+        remaining trade has are dropped."""
+        theories = {name: v[rows] for name, v in self.theories.items()}
+        return TradeColumns(
+            signal_id=self.signal_id[rows],
+            symbol=self.symbol[rows],
+            direction=self.direction[rows],
+            source=self.source[rows],
+            entry_ns=self.entry_ns[rows],
+            exit_ns=self.exit_ns[rows],
+            pnl_pct=self.pnl_pct[rows],
+            pnl_quote=self.pnl_quote[rows],
+            outcome=self.outcome[rows],
+            confidence=self.confidence[rows],
+            model_version=self.model_version[rows],
+            theories={k: v for k, v in theories.items() if not np.isnan(v).all()},
+        )
+
+
+Trades = Sequence[ClosedTrade] | TradeColumns
+"""What the metrics accept: trades in any order, or their columns."""
+
+
+def columns(trades: Trades) -> TradeColumns:
+    """``trades`` as columns in ``(exit_time, signal_id)`` order."""
+    return trades if isinstance(trades, TradeColumns) else TradeColumns.of(trades)
+
+
 @dataclass(frozen=True, slots=True)
 class Drawdown:
     """Drawdown of an equity series.
@@ -103,44 +266,34 @@ class Streaks:
     consecutive_losses: int
 
 
-def sort_trades(trades: Sequence[ClosedTrade]) -> list[ClosedTrade]:
-    """Return the trades sorted by ``(exit_time, signal_id)``, the order all metrics use."""
-    return sorted(trades, key=lambda t: (t.exit_time, t.signal_id))
+def _mean(values: npt.NDArray[np.float64]) -> float | None:
+    return float(values.sum()) / len(values) if len(values) else None
 
 
-def exit_day(trade: ClosedTrade) -> date:
-    """Return the UTC calendar date of the trade's exit."""
-    return trade.exit_time.astimezone(UTC).date()
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
-
-
-def daily_pnl(
-    trades: Sequence[ClosedTrade], *, start: date | None = None
-) -> list[tuple[date, float]]:
+def daily_pnl(trades: Trades, *, start: date | None = None) -> list[tuple[date, float]]:
     """Return (UTC exit date, summed ``pnl_quote``) for every calendar day of the series.
 
     The series runs from ``start`` (default: the first exit date) to the last exit date,
     inclusive; days without exits have 0.0. Trades exiting before ``start`` are left out. Empty
     when there are no trades or ``start`` is after the last exit date.
     """
-    if not trades:
-        return []
-    by_day: dict[date, list[float]] = {}
-    for trade in trades:
-        by_day.setdefault(exit_day(trade), []).append(trade.pnl_quote)
-    first = min(by_day) if start is None else start
-    last = max(by_day)
-    return [
-        (day, math.fsum(by_day.get(day, [])))
-        for day in (first + timedelta(days=i) for i in range((last - first).days + 1))
-    ]
+    cols = columns(trades)
+    first, sums = _daily(cols, start)
+    return [(_EPOCH.date() + timedelta(days=first + i), float(p)) for i, p in enumerate(sums)]
+
+
+def _daily(cols: TradeColumns, start: date | None) -> tuple[int, npt.NDArray[np.float64]]:
+    """(first day number, P&L per day) of :func:`daily_pnl`."""
+    if not len(cols):
+        return 0, np.zeros(0)
+    days = cols.exit_ns // NS_PER_DAY
+    first = int(days[0]) if start is None else _day_number(start)
+    last = int(days[-1])
+    if first > last:
+        return first, np.zeros(0)
+    kept = days >= first
+    sums = np.bincount(days[kept] - first, weights=cols.pnl_quote[kept], minlength=last - first + 1)
+    return first, sums.astype(np.float64, copy=False)
 
 
 def daily_returns(pnls: Sequence[float], opening_equity: float) -> list[float] | None:
@@ -188,7 +341,7 @@ def sortino(returns: Sequence[float]) -> float | None:
     return float(np.mean(r)) / downside * math.sqrt(DAYS_PER_YEAR)
 
 
-def sqn(pnls: Sequence[float]) -> float | None:
+def sqn(pnls: Sequence[float] | npt.NDArray[np.float64]) -> float | None:
     """System Quality Number: sqrt(N) · mean(pnl) / std(pnl, ddof=1).
 
     ``None`` when N < 2 or the standard deviation is 0 (all P&Ls equal).
@@ -202,46 +355,53 @@ def sqn(pnls: Sequence[float]) -> float | None:
     return math.sqrt(p.size) * float(np.mean(p)) / sd
 
 
-def max_drawdown(equity: Sequence[float]) -> Drawdown | None:
+def max_drawdown(equity: Sequence[float] | npt.NDArray[np.float64]) -> Drawdown | None:
     """Drawdown of an equity series whose first point is the starting balance (first peak).
 
     Drawdown at a point = (running_peak - equity) / running_peak, a positive fraction (above 1.0
     if equity goes negative). ``None`` for an empty series; ``ValueError`` if the first point is
     <= 0, since the peak must be positive.
     """
-    if not equity:
+    values = np.asarray(equity, dtype=np.float64)
+    if not values.size:
         return None
-    if equity[0] <= 0:
+    if values[0] <= 0:
         raise ValueError("the first equity point (starting balance) must be positive")
-    peak, peak_at = equity[0], 0
-    depth, current, best_peak, best_trough = 0.0, 0.0, None, None
-    for i, value in enumerate(equity):
-        if value >= peak:
-            peak, peak_at = value, i
-        current = (peak - value) / peak
-        if current > depth:
-            depth, best_peak, best_trough = current, peak_at, i
-    return Drawdown(depth=depth, current=current, peak_index=best_peak, trough_index=best_trough)
+    peaks = np.maximum.accumulate(values)
+    drawdowns = (peaks - values) / peaks
+    trough = int(np.argmax(drawdowns))
+    depth = float(drawdowns[trough])
+    if depth <= 0.0:
+        return Drawdown(depth=0.0, current=float(drawdowns[-1]), peak_index=None, trough_index=None)
+    peak = int(np.flatnonzero(values[: trough + 1] == peaks[trough])[-1])
+    return Drawdown(depth=depth, current=float(drawdowns[-1]), peak_index=peak, trough_index=trough)
 
 
-def streaks(outcomes: Sequence[str]) -> Streaks:
+def streaks(outcomes: Sequence[str] | npt.NDArray[np.str_]) -> Streaks:
     """Count streaks over outcomes in exit order; a breakeven ends both kinds of streak.
 
     Raises ``ValueError`` on an outcome other than "win", "loss" or "breakeven".
     """
-    run, max_win, max_loss = 0, 0, 0
-    for outcome in outcomes:
-        if outcome == WIN:
-            run = run + 1 if run > 0 else 1
-            max_win = max(max_win, run)
-        elif outcome == LOSS:
-            run = run - 1 if run < 0 else -1
-            max_loss = max(max_loss, -run)
-        elif outcome == BREAKEVEN:
-            run = 0
-        else:
-            raise ValueError(f"unknown outcome {outcome!r}")
-    return Streaks(current=run, max_win=max_win, max_loss=max_loss, consecutive_losses=max(-run, 0))
+    values = np.asarray(outcomes, dtype=np.str_)
+    unknown = ~np.isin(values, list(OUTCOMES))
+    if unknown.any():
+        raise ValueError(f"unknown outcome {str(values[int(np.argmax(unknown))])!r}")
+    max_win, win_tail = _runs(values == WIN)
+    max_loss, loss_tail = _runs(values == LOSS)
+    current = win_tail or -loss_tail
+    return Streaks(
+        current=current, max_win=max_win, max_loss=max_loss, consecutive_losses=max(-current, 0)
+    )
+
+
+def _runs(hits: npt.NDArray[np.bool_]) -> tuple[int, int]:
+    """(longest run of True, length of the run of True at the end)."""
+    if not hits.any():
+        return 0, 0
+    edges = np.diff(np.concatenate(([0], hits.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    lengths = ends - starts
+    return int(lengths.max()), int(lengths[-1]) if ends[-1] == len(hits) else 0
 
 
 def cagr(starting_balance: float, final_equity: float, days: float) -> float | None:
@@ -300,14 +460,63 @@ def wilson_interval(successes: int, n: int, z: float = WILSON_Z_95) -> tuple[flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+@dataclass(frozen=True, eq=False)
+class Performance:
+    """The performance of closed trades: the scalar figures, and the curves as arrays.
+
+    ``figures`` holds every scalar of :func:`performance` (JSON-ready). The equity curve is
+    ``curve_ns`` (first point: the earliest entry) against ``equity``; ``first_day`` is the
+    day number (days since 1970-01-01, UTC) of ``day_pnl[0]``.
+    """
+
+    figures: dict[str, object]
+    curve_ns: npt.NDArray[np.int64]
+    equity: npt.NDArray[np.float64]
+    first_day: int
+    day_pnl: npt.NDArray[np.float64]
+
+    def report(self) -> dict[str, object]:
+        """The JSON-ready report of :func:`performance`, curves included."""
+        curve = [
+            {"time": from_ns(int(ns)).isoformat(), "equity": float(e)}
+            for ns, e in zip(self.curve_ns, self.equity, strict=True)
+        ]
+        start = _EPOCH.date() + timedelta(days=self.first_day)
+        daily = [
+            {"date": (start + timedelta(days=i)).isoformat(), "pnl": float(p)}
+            for i, p in enumerate(self.day_pnl)
+        ]
+        return {**self.figures, "daily_pnl": daily, "equity_curve": curve if len(self) else []}
+
+    def __len__(self) -> int:
+        """How many trades the figures cover."""
+        return len(self.curve_ns) - 1 if len(self.curve_ns) else 0
+
+
 def performance(
-    trades: Sequence[ClosedTrade],
+    trades: Trades,
     *,
     starting_balance: float,
     today: date,
     window_start: date | None = None,
 ) -> dict[str, object]:
     """Compute the JSON-ready performance summary of closed trades (see docs/metrics.md).
+
+    The report of :func:`measure`, with its equity curve and daily P&L as lists.
+    """
+    return measure(
+        trades, starting_balance=starting_balance, today=today, window_start=window_start
+    ).report()
+
+
+def measure(
+    trades: Trades,
+    *,
+    starting_balance: float,
+    today: date,
+    window_start: date | None = None,
+) -> Performance:
+    """Measure closed trades (see docs/metrics.md).
 
     Counts, averages and sums over all trades; equity and drawdown over the per-trade equity
     curve starting at ``starting_balance`` (first point timed at the earliest entry_time);
@@ -319,35 +528,29 @@ def performance(
     """
     if not (math.isfinite(starting_balance) and starting_balance > 0):
         raise ValueError("starting_balance must be a positive finite number")
-    ordered = sort_trades(trades)
-    n = len(ordered)
-    pnls = [t.pnl_quote for t in ordered]
-    pcts = [t.pnl_pct for t in ordered]
-    outcomes = [t.outcome for t in ordered]
-    wins = outcomes.count(WIN)
-    losses = outcomes.count(LOSS)
+    cols = columns(trades)
+    n = len(cols)
+    pnls, pcts, outcomes = cols.pnl_quote, cols.pnl_pct, cols.outcome
+    won, lost = outcomes == WIN, outcomes == LOSS
+    wins, losses = int(won.sum()), int(lost.sum())
     win_rate = wins / n if n else None
-    avg_win_pct = _mean([t.pnl_pct for t in ordered if t.outcome == WIN])
-    avg_loss_pct = _mean([t.pnl_pct for t in ordered if t.outcome == LOSS])
-    gross_profit = math.fsum(p for p in pnls if p > 0)
-    gross_loss = math.fsum(p for p in pnls if p < 0)
+    avg_win_pct = _mean(pcts[won])
+    avg_loss_pct = _mean(pcts[lost])
+    gross_profit = float(pnls[pnls > 0].sum())
+    gross_loss = float(pnls[pnls < 0].sum())
 
-    equity = [starting_balance]
-    for pnl in pnls:
-        equity.append(equity[-1] + pnl)
-    times = [_iso(min(t.entry_time for t in ordered))] if ordered else []
-    times += [_iso(t.exit_time) for t in ordered]
-    drawdown = max_drawdown(equity) if ordered else None
+    equity = starting_balance + np.concatenate(([0.0], np.cumsum(pnls)))
+    curve_ns = np.concatenate(([cols.entry_ns.min()], cols.exit_ns)) if n else cols.exit_ns
+    drawdown = max_drawdown(equity) if n else None
 
-    days = daily_pnl(ordered, start=window_start)
-    opening = starting_balance + math.fsum(
-        t.pnl_quote for t in ordered if days and exit_day(t) < days[0][0]
-    )
-    returns = daily_returns([pnl for _, pnl in days], opening)
+    first_day, day_pnl = _daily(cols, window_start)
+    days = cols.exit_ns // NS_PER_DAY
+    opening = starting_balance + float(pnls[days < first_day].sum()) if len(day_pnl) else 0.0
+    returns = daily_returns(day_pnl.tolist(), opening)
 
-    if ordered:
-        span = ordered[-1].exit_time - min(t.entry_time for t in ordered)
-        growth = cagr(starting_balance, equity[-1], span.total_seconds() / 86400)
+    if n:
+        span_us = (int(cols.exit_ns[-1]) - int(cols.entry_ns.min())) // 1000
+        growth = cagr(starting_balance, float(equity[-1]), span_us / 10**6 / 86400)
     else:
         growth = None
     depth = drawdown.depth if drawdown is not None else None
@@ -355,25 +558,29 @@ def performance(
 
     runs = streaks(outcomes)
     recent = outcomes[-LAST_N:]
-    today_trades = [t.pnl_quote for t in ordered if exit_day(t) == today]
-    today_pnl = math.fsum(today_trades)
-    today_open = starting_balance + math.fsum(t.pnl_quote for t in ordered if exit_day(t) < today)
-    if not today_trades:
+    today_number = _day_number(today)
+    today_pnls = pnls[days == today_number]
+    today_pnl = float(today_pnls.sum())
+    today_open = starting_balance + float(pnls[days < today_number].sum())
+    if not len(today_pnls):
         today_pnl_pct: float | None = 0.0
     else:
         today_pnl_pct = today_pnl / today_open if today_open > 0 else None
 
-    return {
+    def at(index: int | None) -> str | None:
+        return None if index is None else from_ns(int(curve_ns[index])).isoformat()
+
+    figures: dict[str, object] = {
         "total_trades": n,
         "wins": wins,
         "losses": losses,
-        "breakevens": outcomes.count(BREAKEVEN),
+        "breakevens": int((outcomes == BREAKEVEN).sum()),
         "win_rate": win_rate,
         "avg_win_pct": avg_win_pct,
         "avg_loss_pct": avg_loss_pct,
         "avg_pnl_pct": _mean(pcts),
-        "total_pnl": math.fsum(pnls),
-        "total_pnl_pct": math.fsum(pcts),
+        "total_pnl": float(pnls.sum()),
+        "total_pnl_pct": float(pcts.sum()),
         "gross_profit": gross_profit,
         "gross_loss": gross_loss,
         "profit_factor": profit_factor(gross_profit, gross_loss),
@@ -381,25 +588,11 @@ def performance(
         "expectancy_pct": _mean(pcts),
         "expectancy_ratio": expectancy_ratio(win_rate, avg_win_pct, avg_loss_pct),
         "sqn": sqn(pnls),
-        "daily_pnl": [{"date": day.isoformat(), "pnl": pnl} for day, pnl in days],
-        "equity_curve": (
-            [{"time": t, "equity": e} for t, e in zip(times, equity, strict=True)]
-            if ordered
-            else []
-        ),
         "sharpe": sharpe(returns) if returns is not None else None,
         "sortino": sortino(returns) if returns is not None else None,
         "max_drawdown": depth,
-        "max_drawdown_start": (
-            times[drawdown.peak_index]
-            if drawdown is not None and drawdown.peak_index is not None
-            else None
-        ),
-        "max_drawdown_end": (
-            times[drawdown.trough_index]
-            if drawdown is not None and drawdown.trough_index is not None
-            else None
-        ),
+        "max_drawdown_start": at(drawdown.peak_index) if drawdown is not None else None,
+        "max_drawdown_end": at(drawdown.trough_index) if drawdown is not None else None,
         "current_drawdown": drawdown.current if drawdown is not None else None,
         "cagr": growth,
         "calmar": calmar,
@@ -407,62 +600,72 @@ def performance(
         "max_win_streak": runs.max_win,
         "max_loss_streak": runs.max_loss,
         "consecutive_losses": runs.consecutive_losses,
-        "win_rate_last_20": recent.count(WIN) / len(recent) if recent else None,
+        "win_rate_last_20": float((recent == WIN).sum()) / len(recent) if len(recent) else None,
         "last_20_count": len(recent),
         "today_pnl": today_pnl,
         "today_pnl_pct": today_pnl_pct,
         "starting_balance": starting_balance,
-        "final_equity": equity[-1],
+        "final_equity": float(equity[-1]),
     }
+    return Performance(
+        figures=figures,
+        curve_ns=curve_ns,
+        equity=equity if n else equity[:0],
+        first_day=first_day,
+        day_pnl=day_pnl,
+    )
 
 
 def theory_attribution(
-    signals: Sequence[tuple[str, Mapping[str, float]]], trades: Sequence[ClosedTrade]
+    signals: Sequence[tuple[str, Mapping[str, float]]] | Scores, trades: Trades
 ) -> list[dict[str, object]]:
     """Attribute signals and closed-trade results to each theory, one row per theory by name.
 
-    ``signals`` holds (signal_id, theory scores) for every signal, traded or not; a theory
-    "contributed" when its name is a key of the mapping (even with score 0). Signal counts and
-    ``mean_contribution`` come from ``signals``; trade statistics use each trade's own
-    ``theories``. ``win_rate`` = wins / trades with a 95 % Wilson interval; ``weighted_pnl`` =
-    Σ score × pnl_quote; a trade is ``correct`` when (win and score > 0) or (loss and score < 0),
-    and ``correct_rate`` divides by the theory's wins + losses (breakevens excluded, zero scores
-    included as not correct). Rates and means with a zero denominator are ``None``. Raises
-    ``ValueError`` on duplicate signal ids.
+    ``signals`` holds (signal_id, theory scores) for every signal, traded or not, or those
+    scores as columns (:data:`Scores`); a theory "contributed" when its name is a key of the
+    mapping (even with score 0). Signal counts and ``mean_contribution`` come from ``signals``;
+    trade statistics use each trade's own ``theories``. ``win_rate`` = wins / trades with a
+    95 % Wilson interval; ``weighted_pnl`` = Σ score × pnl_quote; a trade is ``correct`` when
+    (win and score > 0) or (loss and score < 0), and ``correct_rate`` divides by the theory's
+    wins + losses (breakevens excluded, zero scores included as not correct). Rates and means
+    with a zero denominator are ``None``. Raises ``ValueError`` on duplicate signal ids.
     """
-    ids = [signal_id for signal_id, _ in signals]
-    if len(set(ids)) != len(ids):
-        raise ValueError("duplicate signal_id in signals")
-    scores: dict[str, list[float]] = {}
-    for _, theories in signals:
-        for name, score in theories.items():
-            scores.setdefault(name, []).append(score)
-    traded: dict[str, list[tuple[float, ClosedTrade]]] = {}
-    for trade in trades:
-        for name, score in trade.theories.items():
-            traded.setdefault(name, []).append((score, trade))
-
+    if isinstance(signals, Mapping):
+        scores = {name: v[~np.isnan(v)] for name, v in signals.items()}
+    else:
+        ids = [signal_id for signal_id, _ in signals]
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate signal_id in signals")
+        lists: dict[str, list[float]] = {}
+        for _, theories in signals:
+            for name, score in theories.items():
+                lists.setdefault(name, []).append(score)
+        scores = {name: np.asarray(v, dtype=np.float64) for name, v in lists.items()}
+    cols = columns(trades)
+    empty = np.zeros(0)
     rows: list[dict[str, object]] = []
-    for name in sorted(scores.keys() | traded.keys()):
-        own = traded.get(name, [])
-        wins = sum(1 for _, t in own if t.outcome == WIN)
-        decided = sum(1 for _, t in own if t.outcome in (WIN, LOSS))
-        correct = sum(
-            1 for s, t in own if (t.outcome == WIN and s > 0) or (t.outcome == LOSS and s < 0)
-        )
-        interval = wilson_interval(wins, len(own))
+    for name in sorted({k for k, v in scores.items() if len(v)} | cols.theories.keys()):
+        column = cols.theories.get(name)
+        present = ~np.isnan(column) if column is not None else np.zeros(len(cols), dtype=bool)
+        own = column[present] if column is not None else empty
+        outcome, pnl = cols.outcome[present], cols.pnl_quote[present]
+        won, lost = outcome == WIN, outcome == LOSS
+        wins, decided, traded = int(won.sum()), int(won.sum() + lost.sum()), len(own)
+        correct = int(((won & (own > 0)) | (lost & (own < 0))).sum())
+        interval = wilson_interval(wins, traded)
+        contributions = scores.get(name, empty)
         rows.append(
             {
                 "theory": name,
-                "signals": len(scores.get(name, [])),
-                "trades": len(own),
-                "mean_contribution": _mean(scores.get(name, [])),
+                "signals": len(contributions),
+                "trades": traded,
+                "mean_contribution": _mean(contributions),
                 "wins": wins,
-                "win_rate": wins / len(own) if own else None,
+                "win_rate": wins / traded if traded else None,
                 "win_rate_low": interval[0] if interval is not None else None,
                 "win_rate_high": interval[1] if interval is not None else None,
-                "pnl": math.fsum(t.pnl_quote for _, t in own),
-                "weighted_pnl": math.fsum(s * t.pnl_quote for s, t in own),
+                "pnl": float(pnl.sum()),
+                "weighted_pnl": float((own * pnl).sum()),
                 "correct": correct,
                 "correct_rate": correct / decided if decided else None,
             }
@@ -470,7 +673,7 @@ def theory_attribution(
     return rows
 
 
-def calibration(trades: Sequence[ClosedTrade], bins: int = 10) -> dict[str, object]:
+def calibration(trades: Trades, bins: int = 10) -> dict[str, object]:
     """Calibration of model confidence against wins, over trades whose confidence is not None.
 
     A hit is outcome "win" (loss and breakeven are misses). ``bins`` uniform bins [i/b, (i+1)/b),
@@ -480,24 +683,29 @@ def calibration(trades: Sequence[ClosedTrade], bins: int = 10) -> dict[str, obje
     """
     if bins < 1:
         raise ValueError("bins must be >= 1")
-    pairs = [(t.confidence, t.outcome == WIN) for t in trades if t.confidence is not None]
-    edges = [i / bins for i in range(1, bins)]
-    members: list[list[tuple[float, bool]]] = [[] for _ in range(bins)]
-    for conf, hit in pairs:
-        members[bisect_right(edges, conf)].append((conf, hit))
-    n = len(pairs)
+    cols = columns(trades)
+    rated = ~np.isnan(cols.confidence)
+    conf = cols.confidence[rated]
+    hits = (cols.outcome[rated] == WIN).astype(np.float64)
+    edges = np.array([i / bins for i in range(1, bins)])
+    member = np.searchsorted(edges, conf, side="right")
+    counts = np.bincount(member, minlength=bins)
+    conf_sums = np.bincount(member, weights=conf, minlength=bins)
+    hit_sums = np.bincount(member, weights=hits, minlength=bins)
+    n = len(conf)
     rows: list[dict[str, object]] = []
     gaps: list[float] = []
-    for i, group in enumerate(members):
-        mean_conf = _mean([c for c, _ in group])
-        rate = _mean([float(h) for _, h in group])
+    for i in range(bins):
+        count = int(counts[i])
+        mean_conf = float(conf_sums[i]) / count if count else None
+        rate = float(hit_sums[i]) / count if count else None
         if mean_conf is not None and rate is not None:
-            gaps.append(len(group) / n * abs(rate - mean_conf))
+            gaps.append(count / n * abs(rate - mean_conf))
         rows.append(
             {
                 "low": i / bins,
                 "high": (i + 1) / bins,
-                "count": len(group),
+                "count": count,
                 "mean_confidence": mean_conf,
                 "win_rate": rate,
             }
@@ -506,24 +714,26 @@ def calibration(trades: Sequence[ClosedTrade], bins: int = 10) -> dict[str, obje
         "count": n,
         "bins": rows,
         "ece": math.fsum(gaps) if n else None,
-        "brier": _mean([(c - float(h)) ** 2 for c, h in pairs]),
+        "brier": float(np.mean((conf - hits) ** 2)) if n else None,
     }
 
 
-def calibration_report(trades: Sequence[ClosedTrade], bins: int = 10) -> dict[str, object]:
+def calibration_report(trades: Trades, bins: int = 10) -> dict[str, object]:
     """Calibration overall, by model version and by symbol (groups sorted by key).
 
     Trades with ``model_version`` None are grouped under "unknown". Every group seen in
     ``trades`` is listed, even one without any confidence (its ``count`` is then 0).
     """
-    by_version: dict[str, list[ClosedTrade]] = {}
-    by_symbol: dict[str, list[ClosedTrade]] = {}
-    for trade in trades:
-        version = trade.model_version if trade.model_version is not None else "unknown"
-        by_version.setdefault(version, []).append(trade)
-        by_symbol.setdefault(trade.symbol, []).append(trade)
+    cols = columns(trades)
+    versions = np.array(
+        ["unknown" if v is None else str(v) for v in cols.model_version], dtype=np.str_
+    )
     return {
-        "overall": calibration(trades, bins),
-        "by_model_version": {k: calibration(by_version[k], bins) for k in sorted(by_version)},
-        "by_symbol": {k: calibration(by_symbol[k], bins) for k in sorted(by_symbol)},
+        "overall": calibration(cols, bins),
+        "by_model_version": {
+            str(k): calibration(cols.select(versions == k), bins) for k in np.unique(versions)
+        },
+        "by_symbol": {
+            str(k): calibration(cols.select(cols.symbol == k), bins) for k in np.unique(cols.symbol)
+        },
     }

@@ -15,23 +15,34 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from domain.trade_book import ClosedTradeFact
+from projections.history import CLOSED_COLUMNS, TradeHistory, closed_columns
 from projections.ledger import stamp
-from projections.metrics import ClosedTrade, calibration_report, performance, theory_attribution
+from projections.metrics import (
+    Performance,
+    TradeColumns,
+    calibration_report,
+    measure,
+    theory_attribution,
+    to_ns,
+)
 from projections.store import ReadStore
 
 
 @dataclass(frozen=True)
 class TradeFilter:
-    """Which trades a report covers: a window of days back from now, and optional matches."""
+    """Which trades a report covers: a window (today in the configured time zone, or days
+    back from now) and optional matches."""
 
     days: int | None = None
     source: str | None = None
     symbol: str | None = None
     direction: str | None = None
+    today: bool = False
 
     def describe(self) -> str:
         """Human summary, e.g. ``last 30 days, source v7``."""
-        parts = [f"last {self.days} days" if self.days else "all time"]
+        window = "today" if self.today else f"last {self.days} days" if self.days else "all time"
+        parts = [window]
         parts += [
             f"{k} {v}"
             for k, v in (
@@ -49,10 +60,6 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-_CLOSED_COLUMNS = (
-    "signal_id, symbol, direction, source, entry_time, exit_time, pnl_pct, pnl_quote, outcome, "
-    "confidence, model_version, theories"
-)
 _TRADE_COLUMNS = (
     "signal_id, symbol, direction, source, status, entry_time, entry_price, qty, fees, exit_time, "
     "exit_price, exit_reason, pnl_pct, pnl_quote, outcome, hold_minutes"
@@ -69,8 +76,10 @@ class Reports:
         starting_balance: float,
         timezone: str = "UTC",
         now: datetime | None = None,
+        history: TradeHistory | None = None,
     ) -> None:
         self.store = store
+        self.history = history
         self.starting_balance = starting_balance
         self.zone = ZoneInfo(timezone)
         self._now = now
@@ -84,12 +93,22 @@ class Reports:
         """Today's date in the configured time zone."""
         return self.now.astimezone(self.zone).date()
 
+    def since(self, flt: TradeFilter) -> datetime | None:
+        """When the filter's window starts: today's midnight in the configured zone, or
+        ``days`` back from now; ``None`` for all time."""
+        if flt.today:
+            return datetime.combine(self.today(), time(), self.zone).astimezone(UTC)
+        if flt.days is not None:
+            return (self.now - timedelta(days=flt.days)).astimezone(UTC)
+        return None
+
     def _where(self, flt: TradeFilter, *, closed: bool) -> tuple[str, list[Any]]:
         clauses = ["status = 'closed'"] if closed else []
         params: list[Any] = []
-        if flt.days is not None and closed:
+        since = self.since(flt)
+        if since is not None and closed:
             clauses.append("exit_time >= ?")
-            params.append(stamp((self.now - timedelta(days=flt.days)).astimezone(UTC)))
+            params.append(stamp(since))
         for column in ("source", "symbol", "direction"):
             value = getattr(flt, column)
             if value:
@@ -97,43 +116,49 @@ class Reports:
                 params.append(value.upper() if column == "symbol" else value)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def closed_trades(self, flt: TradeFilter = TradeFilter()) -> list[ClosedTrade]:
-        """Closed trades matching ``flt``, as the metrics see them."""
+    def closed_trades(self, flt: TradeFilter = TradeFilter()) -> TradeColumns:
+        """Closed trades matching ``flt``, as the metrics see them (from the history when
+        the reports have one, else from the ``trades`` table)."""
+        if self.history is not None:
+            since = self.since(flt)
+            return self.history.closed(
+                since_ns=None if since is None else to_ns(since),
+                symbol=flt.symbol,
+                direction=flt.direction,
+                source=flt.source,
+            )
         where, params = self._where(flt, closed=True)
         with self.store.reading() as cur:
-            cur.execute(f"SELECT {_CLOSED_COLUMNS} FROM trades{where}", params)
+            cur.execute(f"SELECT {CLOSED_COLUMNS} FROM trades{where}", params)
             rows = cur.fetchall()
-        return [
-            ClosedTrade(
-                signal_id=r[0],
-                symbol=r[1],
-                direction=r[2],
-                source=r[3],
-                entry_time=parse_time(r[4]),
-                exit_time=parse_time(r[5]),
-                pnl_pct=r[6],
-                pnl_quote=r[7],
-                outcome=r[8],
-                confidence=r[9],
-                model_version=r[10],
-                theories=orjson.loads(r[11]),
-            )
-            for r in rows
-        ]
+        return closed_columns(rows)[1]
+
+    def performance(
+        self,
+        flt: TradeFilter = TradeFilter(),
+        closed: TradeColumns | None = None,
+    ) -> Performance:
+        """The performance of the closed trades matching ``flt`` (see ``docs/metrics.md``);
+        ``closed``: those trades, when already read."""
+        since = self.since(flt)
+        return measure(
+            self.closed_trades(flt) if closed is None else closed,
+            starting_balance=self.starting_balance,
+            today=self.today(),
+            window_start=since.date() if since is not None else None,
+        )
 
     def stats(self, flt: TradeFilter = TradeFilter()) -> dict[str, Any]:
         """The performance report (see ``docs/metrics.md``) plus open positions."""
-        window_start = (self.now - timedelta(days=flt.days)).date() if flt.days else None
-        report = performance(
-            self.closed_trades(flt),
-            starting_balance=self.starting_balance,
-            today=self.today(),
-            window_start=window_start,
-        )
+        return self.stats_of(self.performance(flt).report(), flt)
+
+    def stats_of(self, report: dict[str, Any], flt: TradeFilter) -> dict[str, Any]:
+        """``report`` with the open positions, the moment and the filter added."""
         report["open_positions"] = len(self.positions(flt))
         report["as_of"] = self.now.isoformat()
         report["filter"] = {
             "days": flt.days,
+            "today": flt.today,
             "source": flt.source,
             "symbol": flt.symbol,
             "direction": flt.direction,
@@ -191,11 +216,11 @@ class Reports:
                 (stamp(yesterday.astimezone(UTC)),),
             )
             ready = int(cur.fetchone()[0])
-        last20 = performance(
+        last20 = measure(
             self.closed_trades(), starting_balance=self.starting_balance, today=local.date()
         )
         return {
-            "win_rate_last_20": last20["win_rate_last_20"],
+            "win_rate_last_20": last20.figures["win_rate_last_20"],
             "today_pnl": self._pnl_between(today, today + timedelta(days=1)),
             "yesterday_pnl": self._pnl_between(yesterday, today),
             "signals_ready": ready,
@@ -205,11 +230,12 @@ class Reports:
     def weekly_figures(self, now: datetime) -> dict[str, Any]:
         """The weekly report over the 7 days before ``now``: trades, win rate, P&L, profit
         factor, drawdown, best and worst theory by P&L, calibration ECE."""
-        since = now - timedelta(days=7)
-        week = [t for t in self.closed_trades() if since <= t.exit_time <= now]
-        report = performance(
+        closed = self.closed_trades()
+        exits = closed.exit_ns
+        week = closed.select((exits >= to_ns(now - timedelta(days=7))) & (exits <= to_ns(now)))
+        report = measure(
             week, starting_balance=self.starting_balance, today=now.astimezone(self.zone).date()
-        )
+        ).figures
         theories = [t for t in theory_attribution([], week) if t["trades"]]
         ranked = sorted(theories, key=lambda t: float(t["pnl"]))  # type: ignore[arg-type]
         return {
@@ -236,6 +262,11 @@ class Reports:
 
     def theories(self, flt: TradeFilter = TradeFilter()) -> list[dict[str, object]]:
         """Per-theory attribution over all signals and the closed trades matching ``flt``."""
+        if self.history is not None:
+            scores = self.history.signal_scores(
+                symbol=flt.symbol, direction=flt.direction, source=flt.source
+            )
+            return theory_attribution(scores, self.closed_trades(flt))
         clauses, params = [], []
         for column in ("source", "symbol", "direction"):
             value = getattr(flt, column)

@@ -32,10 +32,11 @@ from domain.trade import Fill
 from domain.values import Direction
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
+from projections.history import TradeHistory
 from projections.reports import TradeFilter
 from tests.conftest import TRADEWATCH
 from ui.dashboard.charts import decimate
-from ui.dashboard.data import build_page, build_shared
+from ui.dashboard.data import Decisions, build_page, build_shared
 from ui.dashboard.server import DashboardError, cookie_secret, credentials, is_loopback
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -501,9 +502,15 @@ def test_page_data_reads_the_read_models(tmp_path: Path) -> None:
     record_scenario(settings)
     tw = bootstrap(settings)
     try:
-        shared = build_shared(tw)
-        page = build_page(tw, TradeFilter(), shared)
-        assert page.stats == {**tw.reports.stats(), "as_of": page.stats["as_of"]}
+        history = TradeHistory()
+        history.refresh(tw.store, tw.engine.projections["ledger"].config())
+        decisions = Decisions()
+        decisions.refresh(tw)
+        shared = build_shared(tw, history, decisions)
+        page = build_page(tw, history, TradeFilter(), shared)
+        curves = ("equity_curve", "daily_pnl")
+        full = {k: v for k, v in tw.reports.stats().items() if k not in curves}
+        assert page.stats == {**full, "as_of": page.stats["as_of"]}
         assert [s["signal_id"] for s in page.signals][-1] == "open-1"
         assert len(page.series.rolling["rate"]) == 17 - 9  # from the 10th exit on
         assert page.series.rolling["rate"][-1] == pytest.approx(12 / 17)

@@ -114,7 +114,7 @@ def open_ids(reports: Reports) -> list[str]:
 
 
 def closed_ids(reports: Reports) -> list[str]:
-    return sorted(t.signal_id for t in reports.closed_trades())
+    return sorted(str(s) for s in reports.closed_trades().signal_id)
 
 
 def test_before_the_entry_nothing_is_open_or_closed(ledger_tw: Tradewatch) -> None:

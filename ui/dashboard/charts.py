@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from bokeh.models import (
 from bokeh.models.annotations import LabelSet, Span, Title, Whisker
 from bokeh.plotting import figure
 
-from projections.metrics import LAST_N, WIN, ClosedTrade
+from projections.metrics import LAST_N, WIN, Performance, TradeColumns
 
 Columns = dict[str, Any]
 
@@ -75,39 +75,28 @@ def set_data(source: ColumnDataSource, columns: Columns) -> None:
     source.data = columns
 
 
-def utc_times(isos: Sequence[str]) -> npt.NDArray[np.datetime64]:
-    """ISO 8601 UTC times (``…+00:00`` or ``…Z``) as naive UTC ``datetime64[ms]``."""
-    if all(t.endswith("+00:00") for t in isos):
-        return np.array([t[:-6] for t in isos], dtype="datetime64[ms]")
-    return np.array(
-        [datetime.fromisoformat(t).astimezone(UTC).replace(tzinfo=None) for t in isos],
-        dtype="datetime64[ms]",
-    )
-
-
 def series(
-    stats: dict[str, Any],
-    ordered: Sequence[ClosedTrade],
-    decisions: Sequence[dict[str, Any]],
+    performance: Performance,
+    closed: TradeColumns,
+    segments: Segments,
     now: datetime,
-    days: int | None,
+    start: datetime | None,
     min_sample: int,
 ) -> Series:
-    """The chart columns of a page: ``ordered`` are its closed trades in exit order."""
-    times = utc_times([p["time"] for p in stats["equity_curve"]])
-    pnl, unit = _pnl_bars(stats["daily_pnl"])
-    start = now - timedelta(days=days) if days else None
+    """The chart columns of a page: ``closed`` are its closed trades (in exit order),
+    ``start`` where its window starts (``None``: all time)."""
+    times = performance.curve_ns.astype("datetime64[ns]").astype("datetime64[ms]")
+    pnl, unit = _pnl_bars(performance)
     return Series(
-        equity=_equity(stats, times),
+        equity=_equity(performance.equity, times),
         pnl=pnl,
         pnl_unit=unit,
-        rolling=_rolling(ordered, times[1:], min_sample),
-        timeline=_timeline(decisions, now, start, times[0] if len(times) else None),
+        rolling=_rolling(closed, times[1:], min_sample),
+        timeline=_timeline(segments, now, start, times[0] if len(times) else None),
     )
 
 
-def _equity(stats: dict[str, Any], times: npt.NDArray[np.datetime64]) -> Columns:
-    equity = np.array([p["equity"] for p in stats["equity_curve"]], dtype=np.float64)
+def _equity(equity: npt.NDArray[np.float64], times: npt.NDArray[np.datetime64]) -> Columns:
     peak = np.maximum.accumulate(equity) if len(equity) else equity
     drawdown = np.divide(peak - equity, peak, out=np.zeros_like(equity), where=peak > 0)
     keep = np.union1d(decimate(equity), decimate(drawdown))
@@ -119,12 +108,10 @@ def _equity(stats: dict[str, Any], times: npt.NDArray[np.datetime64]) -> Columns
     }
 
 
-def _rolling(
-    ordered: Sequence[ClosedTrade], exits: npt.NDArray[np.datetime64], min_sample: int
-) -> Columns:
+def _rolling(closed: TradeColumns, exits: npt.NDArray[np.datetime64], min_sample: int) -> Columns:
     """Win rate over the last 20 closed trades after each exit (breakevens count as misses),
     from the exit where the controller's win-rate rules start to count (``min_sample``)."""
-    wins = np.fromiter((t.outcome == WIN for t in ordered), dtype=np.float64, count=len(ordered))
+    wins = (closed.outcome == WIN).astype(np.float64)
     done = np.concatenate(([0.0], np.cumsum(wins)))
     upto = np.arange(1, len(wins) + 1)
     since = np.maximum(0, upto - LAST_N)
@@ -134,10 +121,10 @@ def _rolling(
     return {"time": exits[keep], "rate": rate[keep], "n": (upto - since)[keep]}
 
 
-def _pnl_bars(days: Sequence[dict[str, Any]]) -> tuple[Columns, str]:
+def _pnl_bars(performance: Performance) -> tuple[Columns, str]:
     """P&L per UTC day; per week (from Monday) or month when the series is long."""
-    dates = np.array([d["date"] for d in days], dtype="datetime64[D]")
-    pnl = np.array([d["pnl"] for d in days], dtype=np.float64)
+    pnl = performance.day_pnl
+    dates = (performance.first_day + np.arange(len(pnl))).astype("datetime64[D]")
     if len(dates) <= 120:
         unit, starts, span = "day", dates, 1
     elif len(dates) <= 730:
@@ -163,40 +150,59 @@ def _pnl_bars(days: Sequence[dict[str, Any]]) -> tuple[Columns, str]:
     return columns, unit
 
 
+@dataclass(frozen=True)
+class Segments:
+    """The traffic light over time: when each status change began, the status and why."""
+
+    starts: npt.NDArray[np.datetime64]
+    statuses: npt.NDArray[np.object_]
+    reasons: npt.NDArray[np.object_]
+    first_status: str | None
+    """The status before the first change (``None``: no change yet)."""
+
+
+def status_segments(decisions: Sequence[dict[str, Any]]) -> Segments:
+    """The :class:`Segments` of the controller's decisions (oldest first)."""
+    changes = [d for d in decisions if d["kind"] == "Controller.StatusChanged"]
+    reasons = [
+        "; ".join(r["text"] for r in c["data"]["rules"] if r.get("fired")) or "rules cleared"
+        for c in changes
+    ]
+    return Segments(
+        starts=np.array([c["at"].rstrip("Z") for c in changes], dtype="datetime64[ms]"),
+        statuses=np.array([c["data"]["new_status"] for c in changes], dtype=np.object_),
+        reasons=np.array(reasons, dtype=np.object_),
+        first_status=changes[0]["data"]["old_status"] if changes else None,
+    )
+
+
 def _timeline(
-    decisions: Sequence[dict[str, Any]],
+    segments: Segments,
     now: datetime,
     start: datetime | None,
     first: np.datetime64 | None,
 ) -> Columns:
     """The light's colour over time, one segment per status change."""
-    changes = [d for d in decisions if d["kind"] == "Controller.StatusChanged"]
-    if not changes:
+    if segments.first_status is None:
         return {"left": _EMPTY_TIMES, "right": _EMPTY_TIMES, "status": [], "colour": [], "why": []}
-    lefts = np.array([c["at"].rstrip("Z") for c in changes], dtype="datetime64[ms]")
-    statuses = [c["data"]["new_status"] for c in changes]
-    reasons = [
-        "; ".join(r["text"] for r in c["data"]["rules"] if r.get("fired")) or "rules cleared"
-        for c in changes
-    ]
+    lefts, statuses, reasons = segments.starts, segments.statuses, segments.reasons
     end = np.datetime64(now.astimezone(UTC).replace(tzinfo=None), "ms")
     if first is not None and first < lefts[0]:
         lefts = np.concatenate(([first], lefts))
-        statuses.insert(0, changes[0]["data"]["old_status"])
-        reasons.insert(0, "before the first decision")
+        statuses = np.concatenate(([segments.first_status], statuses))
+        reasons = np.concatenate((["before the first decision"], reasons))
     rights = np.concatenate((lefts[1:], [end]))
     if start is not None:
-        shown = rights > np.datetime64(start.astimezone(UTC).replace(tzinfo=None), "ms")
-        lefts = np.maximum(lefts[shown], np.datetime64(start.astimezone(UTC).replace(tzinfo=None)))
-        rights = rights[shown]
-        statuses = [s for s, keep in zip(statuses, shown, strict=True) if keep]
-        reasons = [r for r, keep in zip(reasons, shown, strict=True) if keep]
+        begin = np.datetime64(start.astimezone(UTC).replace(tzinfo=None), "ms")
+        shown = rights > begin
+        lefts, rights = np.maximum(lefts[shown], begin), rights[shown]
+        statuses, reasons = statuses[shown], reasons[shown]
     return {
         "left": lefts.astype("datetime64[ms]"),
         "right": rights,
         "status": [s.upper() for s in statuses],
         "colour": [STATUS_COLOURS.get(s, GREY) for s in statuses],
-        "why": reasons,
+        "why": list(reasons),
     }
 
 

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as day_start
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -28,23 +28,28 @@ import orjson
 from domain.signal import copy_block
 from infrastructure.bootstrap import Tradewatch
 from projections import audit
+from projections.history import TradeHistory
 from projections.ledger import stamp
-from projections.metrics import ClosedTrade, sort_trades
+from projections.metrics import calibration, theory_attribution
 from projections.reports import Reports, TradeFilter, parse_time
 from ui.cli import DECISION_KINDS, status_data
-from ui.dashboard.charts import Series, series
+from ui.dashboard.charts import Segments, Series, series, status_segments
 
 T = TypeVar("T")
 Position = tuple[int, ...]
 
 ALERT_KINDS = ("Alert.Raised",)
-WINDOWS: dict[str, int | None] = {"24 h": 1, "7 d": 7, "30 d": 30, "All": None}
-"""The window filter: days back from now (``TradeFilter.days``)."""
+WINDOWS: dict[str, tuple[bool, int | None]] = {
+    "Today": (True, None),
+    "7 d": (False, 7),
+    "30 d": (False, 30),
+    "All": (False, None),
+}
+"""The window filter: (``TradeFilter.today``, ``TradeFilter.days``) of each choice."""
 POLL_SECONDS = 0.25
 FULL_REFRESH_SECONDS = 60.0
 RECENT_TRADES = 200
 ALERTS_SHOWN = 100
-ALERT_DAYS = 7
 SIGNAL_CHOICES = 500
 CACHED_FILTERS = 16
 
@@ -92,8 +97,10 @@ class Shared:
     status: dict[str, Any]
     decisions: list[dict[str, Any]]
     """Every controller decision, oldest first."""
+    segments: Segments
+    """The traffic light over time, from the decisions."""
     alerts: list[dict[str, Any]]
-    """The latest alerts of the last week, newest first."""
+    """The latest alerts, newest first."""
     symbols: list[str]
     signal_ids: list[str]
     """The latest signals' ids, newest first (choices of the audit drill-down)."""
@@ -118,62 +125,75 @@ class Page:
     build_seconds: float
 
 
-class OnePassReports(Reports):
-    """Reports that read the closed trades once per filter, however many reports use them."""
-
-    def __init__(self, tw: Tradewatch, now: datetime) -> None:
-        super().__init__(
-            tw.store,
-            starting_balance=tw.settings.starting_balance,
-            timezone=tw.settings.timezone,
-            now=now,
-        )
-        self._closed: dict[TradeFilter, list[ClosedTrade]] = {}
-
-    def closed_trades(self, flt: TradeFilter = TradeFilter()) -> list[ClosedTrade]:  # noqa: B008
-        """Closed trades matching ``flt``, read once."""
-        if flt not in self._closed:
-            self._closed[flt] = super().closed_trades(flt)
-        return self._closed[flt]
-
-
 def position_of(tw: Tradewatch) -> Position:
     """Where the read models stand: every projection's last applied event."""
     return tuple(position for _, position in sorted(tw.engine.positions().items()))
 
 
-def build_shared(tw: Tradewatch) -> Shared:
-    """The filter-independent part of a page."""
-    since = stamp(datetime.now(UTC) - timedelta(days=ALERT_DAYS))
+class Decisions:
+    """Every controller decision, oldest first, read incrementally, with its segments."""
+
+    def __init__(self) -> None:
+        self.all: list[dict[str, Any]] = []
+        self.segments = status_segments([])
+
+    def refresh(self, tw: Tradewatch) -> None:
+        """Read the decisions recorded since the last refresh."""
+        after = self.all[-1]["notification_id"] if self.all else 0
+        new = audit.by_kind(tw.store, DECISION_KINDS, after=after)
+        if new:
+            self.all = self.all + new
+            self.segments = status_segments(self.all)
+
+
+def build_shared(tw: Tradewatch, history: TradeHistory, decisions: Decisions) -> Shared:
+    """The filter-independent part of a page (``history`` and ``decisions`` refreshed)."""
     with tw.store.reading() as cur:
-        cur.execute("SELECT DISTINCT symbol FROM signals ORDER BY symbol")
-        symbols = [row[0] for row in cur.fetchall()]
         cur.execute("SELECT signal_id FROM signals ORDER BY at DESC LIMIT ?", (SIGNAL_CHOICES,))
         signal_ids = [row[0] for row in cur.fetchall()]
     return Shared(
         status=status_data(tw),
-        decisions=audit.by_kind(tw.store, DECISION_KINDS),
-        alerts=audit.by_kind(tw.store, ALERT_KINDS, since)[-ALERTS_SHOWN:][::-1],
-        symbols=symbols,
+        decisions=decisions.all,
+        segments=decisions.segments,
+        alerts=audit.by_kind(tw.store, ALERT_KINDS, last=ALERTS_SHOWN)[::-1],
+        symbols=history.symbols(),
         signal_ids=signal_ids,
     )
 
 
-def build_page(tw: Tradewatch, flt: TradeFilter, shared: Shared, position: Position = ()) -> Page:
-    """Everything one filter's page shows, from the read models, as of now."""
+def build_page(
+    tw: Tradewatch,
+    history: TradeHistory,
+    flt: TradeFilter,
+    shared: Shared,
+    position: Position = (),
+) -> Page:
+    """Everything one filter's page shows, from the read models (``history`` already
+    refreshed), as of now."""
     started = time.perf_counter()
     now = datetime.now(UTC)
-    reports = OnePassReports(tw, now)
-    stats = reports.stats(flt)
-    ordered = sort_trades(reports.closed_trades(flt))
+    reports = Reports(
+        tw.store,
+        starting_balance=tw.settings.starting_balance,
+        timezone=tw.settings.timezone,
+        now=now,
+        history=history,
+    )
+    closed = reports.closed_trades(flt)
+    performance = reports.performance(flt, closed)
+    signal_scores = history.signal_scores(
+        symbol=flt.symbol, direction=flt.direction, source=flt.source
+    )
     return Page(
         flt=flt,
         position=position,
         shared=shared,
-        stats=stats,
-        series=series(stats, ordered, shared.decisions, now, flt.days, tw.settings.min_sample),
-        calibration=cast(dict[str, Any], reports.calibration(flt)["overall"]),
-        theories=[dict(row) for row in reports.theories(flt)],
+        stats=reports.stats_of(dict(performance.figures), flt),
+        series=series(
+            performance, closed, shared.segments, now, reports.since(flt), tw.settings.min_sample
+        ),
+        calibration=calibration(closed),
+        theories=theory_attribution(signal_scores, closed),
         positions=reports.positions(flt),
         trades=reports.trades(flt, limit=RECENT_TRADES),
         signals=todays_signals(tw, reports, flt),
@@ -245,6 +265,11 @@ class Hub:
         self._synced_at = -FULL_REFRESH_SECONDS
         self._shared: tuple[Position, float, Shared] | None = None
         self._pages: OrderedDict[TradeFilter, _Cached] = OrderedDict()
+        self.history = TradeHistory()
+        self.decisions = Decisions()
+        self._history_position: Position | None = None
+        ledger = tw.engine.projections["ledger"]
+        self._ledger_config = ledger.config()
 
     def start(self) -> None:
         """Take the first position, build the default page, then poll in the background."""
@@ -305,13 +330,17 @@ class Hub:
         ):
             self._pages.move_to_end(flt)
             return cached.page
+        if self._history_position != position:
+            self.history.refresh(self.tw.store, self._ledger_config)
+            self.decisions.refresh(self.tw)
+            self._history_position = position
         if (
             self._shared is None
             or self._shared[0] != position
             or now - self._shared[1] >= FULL_REFRESH_SECONDS
         ):
-            self._shared = (position, now, build_shared(self.tw))
-        page = build_page(self.tw, flt, self._shared[2], position)
+            self._shared = (position, now, build_shared(self.tw, self.history, self.decisions))
+        page = build_page(self.tw, self.history, flt, self._shared[2], position)
         self._pages[flt] = _Cached(page)
         self._pages.move_to_end(flt)
         while len(self._pages) > CACHED_FILTERS:

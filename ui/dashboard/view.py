@@ -33,8 +33,8 @@ from ui.dashboard.charts import (
     TimelineChart,
 )
 from ui.dashboard.data import (
-    ALERT_DAYS,
     ALERT_KINDS,
+    ALERTS_SHOWN,
     FULL_REFRESH_SECONDS,
     WINDOWS,
     Hub,
@@ -683,7 +683,7 @@ class Dashboard:
             self.cards,
             row(
                 section("Today's signals", self.signals),
-                section(f"Alerts (last {ALERT_DAYS} days)", self.alerts),
+                section(f"Latest alerts (up to {ALERTS_SHOWN})", self.alerts),
             ),
             section("Equity and drawdown", bokeh(self.equity.figure)),
             sizing_mode="stretch_width",
@@ -705,8 +705,10 @@ class Dashboard:
         pn.state.add_periodic_callback(self._tick, period=TICK_MS)  # type: ignore[arg-type]
 
     def _filter(self) -> TradeFilter:
+        today, days = WINDOWS[self.window.value]
         return TradeFilter(
-            days=WINDOWS[self.window.value],
+            today=today,
+            days=days,
             symbol=None if self.symbol.value == ALL_SYMBOLS else self.symbol.value,
             direction=None if self.direction.value == BOTH_DIRECTIONS else self.direction.value,
         )
