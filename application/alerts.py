@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate
 
-from application.bookkeeping import Bookkeeper, ExitReader
+from application.bookkeeping import Bookkeeper, ExitReader, KeptBook
 from application.ledger import TradeLedger
 from application.process import TrackedProcess
 from domain.alert import Alert, AlertType, Mode, Severity, alert_uuid
@@ -99,19 +99,23 @@ class AlertPolicy(TrackedProcess):
         super().__init__(ledger, log, page_size)
         self._raised: set[str] = set()
         self.books = books
+        self.kept = KeptBook(books)
         self.figures = figures
         self.settings = settings
         self.clock = clock
 
     def handler(self, position: int) -> Callable[[Fact], Sequence[Aggregate]]:
         """The alerts each fact raises, with the book of closed trades kept up to date."""
-        book = self.books.book(position)
+        book = self.kept.at(position)
         exits = self.books.reader()
         self._raised = set()
 
         def handle(fact: Fact) -> Sequence[Aggregate]:
+            self.kept.handling()
             drafts = self._alerts_for(fact, book, exits)
-            return [alert for d in drafts if (alert := self._new_alert(d)) is not None]
+            raised = [alert for d in drafts if (alert := self._new_alert(d)) is not None]
+            self.kept.handled(fact.id)
+            return raised
 
         return handle
 

@@ -45,10 +45,7 @@ class Bookkeeper:
 
     def book(self, position: int) -> TradeBook:
         """The closed trades whose exits are at or before ``position``."""
-        book = TradeBook(self.starting_balance, self.window)
-        for trade in self.trades.closed_until(position):
-            book.put(trade)
-        return book
+        return TradeBook.of(self.trades.closed_until(position), self.starting_balance, self.window)
 
     def reader(self) -> ExitReader:
         """A reader of exits for one pass over the log."""
@@ -70,6 +67,35 @@ class Bookkeeper:
             pnl_quote=pnl.net_quote,
             outcome=classify(pnl.pct, self.breakeven_pct).value,
         )
+
+
+class KeptBook:
+    """One process's book between its passes over the log.
+
+    A pass that resumes where the last one stopped carries on with the same book instead of
+    reading every closed trade again; after any other start, or a fact whose handling did
+    not finish, the book is rebuilt from the read model.
+    """
+
+    def __init__(self, books: Bookkeeper) -> None:
+        self.books = books
+        self._book: TradeBook | None = None
+        self._at = -1
+
+    def at(self, position: int) -> TradeBook:
+        """The book as of ``position``."""
+        if self._book is None or self._at != position:
+            self._book = self.books.book(position)
+            self._at = position
+        return self._book
+
+    def handling(self) -> None:
+        """A fact is being handled: the book is not as of any position until it is done."""
+        self._at = -1
+
+    def handled(self, position: int) -> None:
+        """The fact at ``position`` is handled, and the book is as of it."""
+        self._at = position
 
 
 class ExitReader:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from eventsourcing.domain import Aggregate
 
-from application.bookkeeping import Bookkeeper
+from application.bookkeeping import Bookkeeper, KeptBook
 from application.ledger import TradeLedger
 from application.process import TrackedProcess
 from domain.controller import CONTROLLER_ID, Controller
@@ -43,6 +43,7 @@ class ControllerProcess(TrackedProcess):
     ) -> None:
         super().__init__(ledger, log, page_size)
         self.books = books
+        self.kept = KeptBook(books)
         self.thresholds = thresholds
         self.clock = clock
 
@@ -62,13 +63,15 @@ class ControllerProcess(TrackedProcess):
     def handler(self, position: int) -> Callable[[Fact], Sequence[Aggregate]]:
         """Evaluate the policy as of each exit; the controller changes on a new colour."""
         controller = self.controller()
-        book = self.books.book(position)
+        book = self.kept.at(position)
         exits = self.books.reader()
 
         def handle(fact: Fact) -> Sequence[Aggregate]:
             closed = exits.closed_trade(fact)
             if closed is None:
+                self.kept.handled(fact.id)
                 return ()
+            self.kept.handling()
             book.put(closed)
             decision = evaluate(
                 book.measurements(closed.exit_time),
@@ -77,9 +80,11 @@ class ControllerProcess(TrackedProcess):
                 self.thresholds,
             )
             cause = Causation(fact.state["correlation_id"], fact.event_id)
-            if controller.decide(decision, [fact.id], [fact.event_id], cause, self.thresholds):
-                return (controller,)
-            return ()
+            changed = controller.decide(
+                decision, [fact.id], [fact.event_id], cause, self.thresholds
+            )
+            self.kept.handled(fact.id)
+            return (controller,) if changed else ()
 
         return handle
 
@@ -97,7 +102,7 @@ class ControllerProcess(TrackedProcess):
 
     def reconsider(self, controller: Controller, now: datetime, cause_id: str) -> int:
         """Evaluate on the latest numbers (after a resume or at a day boundary)."""
-        book = self.books.book(self.position())
+        book = self.kept.at(self.position())
         decision = evaluate(book.measurements(now), controller.state, now, self.thresholds)
         cause = Causation(str(CONTROLLER_ID), cause_id)
         if not controller.decide(decision, [], [cause_id], cause, self.thresholds):

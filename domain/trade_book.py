@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -41,6 +42,24 @@ class TradeBook:
         self._equity = starting_balance
         self._peak = starting_balance
         self._peak_stale = False
+
+    @classmethod
+    def of(
+        cls, trades: Iterable[ClosedTradeFact], starting_balance: float, window: int = 20
+    ) -> TradeBook:
+        """A book holding ``trades`` (the latest fact of each signal), built in one pass."""
+        book = cls(starting_balance, window)
+        latest: dict[str, ClosedTradeFact] = {}
+        for trade in trades:
+            known = latest.get(trade.signal_id)
+            if known is None or trade.notification_id > known.notification_id:
+                latest[trade.signal_id] = trade
+        book._trades = sorted(latest.values(), key=lambda t: (t.exit_time, t.notification_id))
+        book._pnls = np.array([t.pnl_quote for t in book._trades], dtype=np.float64)
+        book._by_signal = latest
+        book._equity = starting_balance + float(np.sum(book._pnls))
+        book._peak_stale = True
+        return book
 
     def put(self, trade: ClosedTradeFact) -> None:
         """Add a closed trade, or replace it after its entry was corrected."""

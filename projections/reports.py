@@ -254,11 +254,13 @@ class Reports:
         with self.store.reading() as cur:
             cur.execute(
                 "SELECT exit_time, exit_notification_id, signal_id, pnl_quote, outcome FROM trades "
-                "WHERE status = 'closed' AND exit_notification_id <= ?",
+                "WHERE status = 'closed' AND exit_notification_id <= ? "
+                "ORDER BY exit_time, exit_notification_id",
                 (notification_id,),
             )
             rows = cur.fetchall()
-        return [ClosedTradeFact(parse_time(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]
+        parse = datetime.fromisoformat
+        return [ClosedTradeFact(parse(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]
 
     def theories(self, flt: TradeFilter = TradeFilter()) -> list[dict[str, object]]:
         """Per-theory attribution over all signals and the closed trades matching ``flt``."""

@@ -297,7 +297,7 @@ def record_entry(settings: Settings) -> float:
         tw.ledger.record_signal(
             SignalDraft(signal_id=signal_id, symbol="BTCUSDT", direction=Direction.LONG, at=at)
         )
-        tw.ledger.record_entry(signal_id, Fill.checked(60_000, 0.01, 0.3, at, "entry"))
+        tw.ledger.record_entry(signal_id, Fill.checked(60_000, 0.01, 0.3, at, "entry"), force=True)
         tw.sync()
         return time.perf_counter()
     finally:

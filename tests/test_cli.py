@@ -347,3 +347,17 @@ def test_a_bad_setting_is_a_one_line_error(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: bad setting: ") and named in lines[0]
+
+
+def test_stats_today_counts_only_todays_exits(run_cli: RunCli, tw: Tradewatch) -> None:
+    seed(tw, entry=100.0, exit_price=110.0)  # exited in January 2024
+    now = datetime.now(UTC)
+    tw.ledger.record_signal(SignalDraft("s2", "ETHUSDT", Direction.SHORT, now))
+    tw.ledger.record_entry("s2", Fill.checked(100.0, 1.0, 0.0, now, "entry"))
+    tw.ledger.record_exit("s2", 95.0, 0.0, "take_profit", now)
+    today = as_json(run_cli("stats", "--today", "--json"))
+    assert (today["total_trades"], today["total_pnl"]) == (1, pytest.approx(5.0))
+    assert today["filter"]["today"] is True
+    assert as_json(run_cli("stats", "--json"))["total_trades"] == 2
+    assert "Performance — today" in ok(run_cli("stats", "--today"))
+    one_line_error(run_cli("stats", "--today", "--days", "3"), "use --today or --days, not both")

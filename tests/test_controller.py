@@ -250,6 +250,47 @@ def test_a_crash_between_deciding_and_recording_records_the_decision_once(
     assert len(changes(fresh)) == 1
 
 
+def test_a_running_controller_keeps_its_book_and_rebuilds_it_after_a_failed_pass(
+    tw: Tradewatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pin_clock(tw, [DAY_END])
+    reads: list[int] = []
+    source = tw.controller.books.trades
+
+    class Counting:
+        def closed_until(self, notification_id: int) -> Any:
+            reads.append(notification_id)
+            return source.closed_until(notification_id)
+
+    monkeypatch.setattr(tw.controller.books, "trades", Counting())
+    trader = Trader(tw)
+    trader.trade("W")
+    tw.engine.catch_up()
+    tw.controller.run_once()
+    assert len(reads) == 1, "the first pass reads the closed trades"
+    for _ in range(3):
+        trader.trade("L")
+        tw.engine.catch_up()
+        tw.controller.run_once()
+    assert len(reads) == 1, "later passes carry on with the same book"
+
+    trader.trade("L")
+    trader.trade("L")  # the fifth loss in a row: a RED decision that fails to save
+    tw.engine.catch_up()
+
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as broken:
+        broken.setattr(tw.ledger.events, "put", lost)
+        with pytest.raises(OSError, match="disk full"):
+            tw.controller.run_once()
+    assert tw.controller.run_once() == 1
+    assert len(reads) == 2, "a failed pass leaves no book to carry on with"
+    (red,) = [c for c in changes(tw) if c.state["new_status"] == "red"]
+    assert "consecutive_losses = 5 >= 5" in " ".join(fired(red))
+
+
 # 3. Two controller processes racing on the same exits ------------------------------------------
 
 

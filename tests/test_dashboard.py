@@ -25,6 +25,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from bokeh.document import Document
+from bokeh.document.events import ColumnsPatchedEvent
+from bokeh.models import ColumnDataSource
 
 from application.ledger import exit_reason
 from domain.signal import QualityGate, SignalDraft, copy_block
@@ -35,7 +38,7 @@ from infrastructure.settings import Settings
 from projections.history import TradeHistory
 from projections.reports import TradeFilter
 from tests.conftest import TRADEWATCH
-from ui.dashboard.charts import decimate
+from ui.dashboard.charts import decimate, set_data
 from ui.dashboard.data import Decisions, build_page, build_shared
 from ui.dashboard.server import DashboardError, cookie_secret, credentials, is_loopback
 
@@ -231,6 +234,15 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
+def show_all_signals(page: Any, count: int) -> None:
+    """Draw all ``count`` signals of today with the button under the first ones."""
+    button = page.locator(".tw-more-signals button")
+    assert button.inner_text() == f"Show all {count} signals of today"
+    button.click()
+    page.locator(".tw-signal-head").nth(count - 1).wait_for()
+    assert page.locator(".tw-signal-head").count() == count
+
+
 def log_in(page: Any, url: str, password: str = PASSWORD) -> None:
     """Open the dashboard and log in."""
     page.goto(url)
@@ -290,6 +302,9 @@ def test_banner_is_red_for_five_losses_in_a_row_and_states_are_shown(
     assert any("consecutive_losses = 5 >= 5" in text for text in fired), fired
     assert not any("win_rate_last_20" in text for text in fired), fired
     assert shown_value(page, "multiplier") == 0
+    page.wait_for_selector(".tw-signal-head[data-signal='late-1']")
+    assert page.locator(".tw-signal-head").count() == 12  # the newest, at first
+    show_all_signals(page, 20)
     heads = {
         signal: page.locator(f".tw-signal-head[data-signal='{signal}']").inner_text()
         for signal in ("open-1", "late-1", "skip-1")
@@ -321,6 +336,7 @@ def test_copy_button_copies_the_signals_block(
     server: str, page: Any, ledger_env: dict[str, str]
 ) -> None:
     log_in(page, server)
+    show_all_signals(page, 20)
     page.locator(".tw-signal-head[data-signal='open-1']").click()
     card = page.locator(".tw-signal", has=page.locator("[data-signal='open-1']"))
     button = card.locator(".tw-copy button")
@@ -518,3 +534,28 @@ def test_page_data_reads_the_read_models(tmp_path: Path) -> None:
         assert shared.status["status"] == "red"
     finally:
         tw.close()
+
+
+def test_chart_data_is_sent_whole_patched_or_not_at_all() -> None:
+    source = ColumnDataSource(data={"x": np.array([], dtype=np.float64)})
+    times = np.array(["2024-01-01T00:00", "2024-01-02T00:00"], dtype="datetime64[ms]")
+    first = {"t": times, "y": np.array([1.0, np.nan]), "why": ["a", "b"]}
+    set_data(source, first)
+    assert source.data["t"] is not times, "the source keeps its own copy"
+    document = Document()
+    document.add_root(source)
+    sent: list[Any] = []
+    document.on_change(
+        lambda event: sent.append(
+            event.patches if isinstance(event, ColumnsPatchedEvent) else "data"
+        )
+    )
+    set_data(source, {**first, "y": np.array([1.0, np.nan])})
+    assert sent == [], "same values (NaN included): nothing to send"
+    later = times.copy()
+    later[-1] = np.datetime64("2024-01-03T00:00", "ms")
+    set_data(source, {**first, "t": later})
+    assert sent == [{"t": [(1, later[1])]}], "one moved edge: a patch of one value"
+    assert times[-1] == np.datetime64("2024-01-02T00:00", "ms"), "the page's columns untouched"
+    set_data(source, {"t": later[:1], "y": np.array([2.0]), "why": ["c"]})
+    assert sent[-1] == "data" and list(source.data["why"]) == ["c"]

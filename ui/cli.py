@@ -59,6 +59,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 DaysOpt = Annotated[
     int | None, typer.Option("--days", min=1, help="Only trades closed in the last N days.")
 ]
+TodayOpt = Annotated[
+    bool,
+    typer.Option("--today", help="Only trades closed today (TRADEWATCH_TIMEZONE's calendar day)."),
+]
 SourceOpt = Annotated[
     str | None, typer.Option("--source", help="Only signals from this source, e.g. v7.")
 ]
@@ -140,15 +144,21 @@ def reports_for(tw: Tradewatch, as_of: str | None) -> Reports:
 
 
 def trade_filter(
-    days: int | None, source: str | None, symbol: str | None, direction: str | None
+    days: int | None,
+    source: str | None,
+    symbol: str | None,
+    direction: str | None,
+    today: bool = False,
 ) -> TradeFilter:
     """A filter from the common report options."""
+    if today and days is not None:
+        fail("use --today or --days, not both")
     if direction is not None:
         try:
             direction = Direction.parse(direction).value
         except DomainError as e:
             fail(str(e))
-    return TradeFilter(days=days, source=source, symbol=symbol, direction=direction)
+    return TradeFilter(days=days, source=source, symbol=symbol, direction=direction, today=today)
 
 
 # Signals ------------------------------------------------------------------------------
@@ -376,6 +386,7 @@ STAT_ROWS = (
 @app.command()
 def stats(
     days: DaysOpt = None,
+    today: TodayOpt = False,
     source: SourceOpt = None,
     symbol: SymbolOpt = None,
     direction: DirectionOpt = None,
@@ -383,7 +394,7 @@ def stats(
     as_json: JsonOpt = False,
 ) -> None:
     """Win rate, P&L, profit factor and risk metrics (definitions: docs/metrics.md)."""
-    flt = trade_filter(days, source, symbol, direction)
+    flt = trade_filter(days, source, symbol, direction, today)
     with opened() as tw:
         reports = reports_for(tw, as_of)
         data = reports.stats(flt)

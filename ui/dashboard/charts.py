@@ -33,6 +33,7 @@ GREEN, YELLOW, RED = "#16a34a", "#eab308", "#dc2626"
 BLUE, GREY, INK = "#2563eb", "#9ca3af", "#374151"
 STATUS_COLOURS = {"green": GREEN, "yellow": YELLOW, "red": RED}
 MAX_POINTS = 2000
+PATCH_LIMIT = 50
 DAY_MS = 86_400_000
 _EMPTY_TIMES = np.array([], dtype="datetime64[ms]")
 
@@ -65,14 +66,41 @@ def decimate(values: npt.NDArray[np.float64], limit: int = MAX_POINTS) -> npt.ND
 
 
 def set_data(source: ColumnDataSource, columns: Columns) -> None:
-    """Replace a source's data, unless it is the same (which spares the browser a redraw)."""
+    """Show ``columns`` in ``source``, sending the browser as little as possible.
+
+    Nothing when they are the same; a patch of the values that changed when there are at
+    most :data:`PATCH_LIMIT` (a timeline's right edge moving with the clock); else all of
+    them. The source keeps its own copies, since a patch changes them in place and pages'
+    columns are shared by every browser session.
+    """
     old = source.data
-    if old.keys() == columns.keys() and all(
-        len(old[k]) == len(v) and np.array_equal(np.asarray(old[k]), np.asarray(v))
-        for k, v in columns.items()
-    ):
-        return
-    source.data = columns
+    if old.keys() == columns.keys() and all(len(old[k]) == len(v) for k, v in columns.items()):
+        patches: dict[str, list[tuple[int, Any]]] = {}
+        for name, values in columns.items():
+            before, after = np.asarray(old[name]), np.asarray(values)
+            if before.dtype != after.dtype:
+                break
+            changed = _changed(before, after)
+            if len(changed) > PATCH_LIMIT:
+                break
+            if len(changed):
+                patches[name] = [(int(i), after[i]) for i in changed]
+        else:
+            if patches:
+                source.patch(patches)
+            return
+    source.data = {
+        name: np.array(values, copy=True) if isinstance(values, np.ndarray) else list(values)
+        for name, values in columns.items()
+    }
+
+
+def _changed(before: npt.NDArray[Any], after: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Indices where two same-shaped columns differ (NaN equals NaN)."""
+    differs = before != after
+    if after.dtype.kind == "f":
+        differs &= ~(np.isnan(before) & np.isnan(after))
+    return np.flatnonzero(differs)
 
 
 def series(

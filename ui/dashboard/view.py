@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd  # type: ignore[import-untyped]
 import panel as pn
+from panel.io import hold
 
 from domain.errors import DomainError
 from projections.reports import TradeFilter, parse_time
@@ -48,6 +49,8 @@ STATIC_ROUTE = "tw-static"
 STYLESHEET = f"./{STATIC_ROUTE}/dashboard.css"
 TABLE_STYLESHEET = f"./{STATIC_ROUTE}/tables.css"
 DECISIONS_SHOWN = 60
+SIGNALS_SHOWN = 12
+"""Today's signals drawn as cards at first (newest first); a button draws the rest."""
 STEP_CHARS = 400
 ALL_SYMBOLS, BOTH_DIRECTIONS = "All symbols", "Both directions"
 
@@ -594,7 +597,11 @@ class Details:
         self.audit_pick.param.watch(self._on_audit, "value")
 
     def render(self, page: Page) -> None:
-        """Show a page's details."""
+        """Show a page's details (sent to the browser as one change)."""
+        with hold():
+            self._render(page)
+
+    def _render(self, page: Page) -> None:
         series = page.series
         self.pnl.update(series.pnl, series.pnl_unit)
         self.rolling.update(series.rolling)
@@ -612,7 +619,8 @@ class Details:
                 )
             ),
         )
-        self.audit_pick.options = page.shared.signal_ids
+        if self.audit_pick.options != page.shared.signal_ids:
+            self.audit_pick.options = page.shared.signal_ids
         if not self.audit_pick.value and page.shared.signal_ids:
             self.audit_pick.value = page.shared.signal_ids[0]
 
@@ -641,6 +649,11 @@ class Dashboard:
         self._rendered = 0.0
         self._signal_cards: dict[str, SignalCard] = {}
         self._no_signals = html('<p class="tw-muted">No signals today.</p>')
+        self._all_signals = False
+        self._more_signals = pn.widgets.Button(  # type: ignore[no-untyped-call]
+            name="", button_type="light", css_classes=["tw-more-signals"]
+        )
+        self._more_signals.on_click(self._show_all_signals)
         self._banner_text = ""
         self.details: Details | None = None
 
@@ -746,13 +759,19 @@ class Dashboard:
             self.banner.object = self._banner_text = text
 
     def render(self, page: Page) -> None:
-        """Show a page."""
+        """Show a page (sent to the browser as one change)."""
+        with hold():
+            self._render(page)
+
+    def _render(self, page: Page) -> None:
         self.page = page
         self._rendered = time.monotonic()
         stats = page.stats
         self._render_banner(page)
         self.cards.object = cards_html(stats, page.flt.describe())
-        self.symbol.options = [ALL_SYMBOLS, *page.shared.symbols]
+        symbols = [ALL_SYMBOLS, *page.shared.symbols]
+        if self.symbol.options != symbols:
+            self.symbol.options = symbols
         self.equity.update(
             page.series.equity,
             f"Equity {fmt(stats['final_equity'], 'money')} — max drawdown "
@@ -771,21 +790,31 @@ class Dashboard:
             f"{page.build_seconds * 1000:.0f} ms</div>"
         )
 
+    def _show_all_signals(self, *_: Any) -> None:
+        self._all_signals = True
+        with hold():
+            self._render_signals(self.page)
+
     def _render_signals(self, page: Page) -> None:
-        """One card per signal of today: new ones added, known ones updated in place."""
+        """One card per signal of today (the newest :data:`SIGNALS_SHOWN` until asked for
+        all): new ones added, known ones updated in place."""
         shown: list[Any] = []
-        for signal in page.signals:
+        drawn = page.signals if self._all_signals else page.signals[:SIGNALS_SHOWN]
+        for signal in drawn:
             card = self._signal_cards.get(signal["signal_id"])
             if card is None:
                 card = self._signal_cards[signal["signal_id"]] = SignalCard(signal, self.zone)
             else:
                 card.update(signal, self.zone)
             shown.append(card.card)
-        today = {signal["signal_id"] for signal in page.signals}
+        today = {signal["signal_id"] for signal in drawn}
         for gone in set(self._signal_cards) - today:
             del self._signal_cards[gone]
         if not shown:
             shown = [self._no_signals]
+        if len(drawn) < len(page.signals):
+            self._more_signals.name = f"Show all {len(page.signals)} signals of today"
+            shown.append(self._more_signals)
         if [id(o) for o in self.signals.objects] != [id(o) for o in shown]:
             self.signals.objects = shown
 
