@@ -42,7 +42,7 @@ from ui.dashboard.data import (
     Page,
 )
 
-TICK_MS = 500
+TICK_MS = 250
 DETAILS_DELAY_MS = 400
 STATIC_ROUTE = "tw-static"
 """Where the server serves :data:`CSS` and :data:`TABLE_CSS` (one download, not one per pane)."""
@@ -711,11 +711,19 @@ class Dashboard:
         pn.state.onload(self._loaded)
 
     def _loaded(self) -> None:
-        """Add the details and start following the ledger."""
+        """Start following the ledger; add the details once the browser has drawn the first
+        screen (building them in the browser would hold up its first paint)."""
+        pn.state.add_periodic_callback(self._tick, period=TICK_MS)  # type: ignore[arg-type]
+        doc = pn.state.curdoc
+        if doc is None:
+            self._add_details()
+        else:
+            doc.add_timeout_callback(self._add_details, DETAILS_DELAY_MS)
+
+    def _add_details(self) -> None:
         self.details = Details(self.hub)
         self.details.render(self.page)
         self.main.extend(self.details.sections)
-        pn.state.add_periodic_callback(self._tick, period=TICK_MS)  # type: ignore[arg-type]
 
     def _filter(self) -> TradeFilter:
         today, days = WINDOWS[self.window.value]
