@@ -14,7 +14,8 @@ keeps it there and reuses it on the next run.
 * **browser**: headless Chromium (Debian's ``/usr/bin/chromium``) against the real
   ``tradewatch dashboard``: time from navigation to the banner, the cards and the equity
   curve drawn (the Bokeh plot view finished with data in it), over ``--loads`` loads.
-* **live**: a new entry recorded while the page is open, until the page shows it.
+* **live**: a new entry recorded (by another process, as the CLI would) while the page is
+  open and drawn, until the page shows it; ``LIVE_SAMPLES`` times.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ PASSWORD = "bench-Password!"
 HISTORY_DAYS = 3 * 365
 BROWSER_TARGET_S = 2.0
 SERVER_TARGET_MS = 100.0
+LIVE_TARGET_S = 2.0
+LIVE_SAMPLES = 5
 READY = """() => {
   if (!document.querySelector || !window.Bokeh || !Bokeh.index) return false;
   const view = [...Bokeh.index.all_views()].find(v => v.model.name === "tw-equity");
@@ -270,21 +273,27 @@ def browser_side(settings: Settings, loads: int, port: int) -> dict[str, Any]:
         page = context.new_page()
         page.goto(url)
         page.wait_for_function(READY, timeout=60_000)
-        opened = json.loads(
-            page.locator("[data-key=open_positions]").first.get_attribute("data-value") or "0"
-        )
-        recorded = record_entry(settings)
-        page.wait_for_selector(
-            f"[data-key=open_positions][data-value='{opened + 1}']", timeout=120_000
-        )
-        live = time.perf_counter() - recorded
+        page.get_by_text("Recent trades").wait_for()  # the details are drawn: the page is open
+        lives = []
+        for _ in range(LIVE_SAMPLES):
+            time.sleep(1.0)
+            opened = json.loads(
+                page.locator("[data-key=open_positions]").first.get_attribute("data-value") or "0"
+            )
+            recorded = record_entry(settings)
+            page.wait_for_selector(
+                f"[data-key=open_positions][data-value='{opened + 1}']", timeout=120_000
+            )
+            lives.append(time.perf_counter() - recorded)
         browser.close()
     return {
         "server_start_s": startup,
         "load_median_s": statistics.median(times),
         "load_max_s": max(times),
         "loads": loads,
-        "live_update_s": live,
+        "live_update_median_s": statistics.median(lives),
+        "live_update_max_s": max(lives),
+        "live_samples": len(lives),
     }
 
 
@@ -347,7 +356,10 @@ def report(results: dict[str, Any]) -> str:
             f"{b['load_max_s']:.2f} s; target < {BROWSER_TARGET_S:.0f} s: "
             f"{'met' if b['load_max_s'] < BROWSER_TARGET_S else 'MISSED'}",
             f"  server start (ledger synced, default page built) {b['server_start_s']:.1f} s",
-            f"  live: a new entry shown {b['live_update_s']:.2f} s after it was recorded",
+            f"  live: a new entry shown on the open page {b['live_update_median_s']:.2f} s "
+            f"(median of {b['live_samples']}; slowest {b['live_update_max_s']:.2f} s) after it "
+            f"was recorded; target < {LIVE_TARGET_S:.0f} s: "
+            f"{'met' if b['live_update_max_s'] < LIVE_TARGET_S else 'MISSED'}",
         ]
     return "\n".join(lines)
 

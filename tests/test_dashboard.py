@@ -368,6 +368,8 @@ def test_no_request_leaves_the_machine(server: str, page: Any) -> None:
     page.locator(".tabulator-row").first.wait_for()
     page.get_by_role("button", name="7 d").click()
     page.wait_for_selector(".tw-cards[data-filter='last 7 days']")
+    page.get_by_role("button", name="Today", exact=True).click()
+    page.wait_for_selector(".tw-cards[data-filter='today']")
     page.goto(server + "logout")
     assert len(page.requests) > 10
     elsewhere = [

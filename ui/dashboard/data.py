@@ -46,12 +46,14 @@ WINDOWS: dict[str, tuple[bool, int | None]] = {
     "All": (False, None),
 }
 """The window filter: (``TradeFilter.today``, ``TradeFilter.days``) of each choice."""
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.1
 FULL_REFRESH_SECONDS = 60.0
 RECENT_TRADES = 200
 ALERTS_SHOWN = 100
 SIGNAL_CHOICES = 500
 CACHED_FILTERS = 16
+REBUILT_AHEAD = 4
+"""How many of the latest filters' pages are rebuilt as soon as the read models move on."""
 
 log = logging.getLogger("tradewatch.dashboard")
 
@@ -268,6 +270,8 @@ class Hub:
         self.history = TradeHistory()
         self.decisions = Decisions()
         self._history_position: Position | None = None
+        self._listeners: set[Callable[[], None]] = set()
+        self._listening = threading.Lock()
         ledger = tw.engine.projections["ledger"]
         self._ledger_config = ledger.config()
 
@@ -296,12 +300,42 @@ class Hub:
         """Run ``fn(*args)`` on the database thread without blocking the event loop."""
         return await asyncio.wrap_future(self.submit(fn, *args))
 
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the polling thread) when the read models move on, once the
+        pages already asked for are rebuilt."""
+        with self._listening:
+            self._listeners.add(callback)
+
+    def forget(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        with self._listening:
+            self._listeners.discard(callback)
+
     def _poll_forever(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
             try:
-                self.position = self.call(self.poll)
+                position = self.call(self.poll)
+                moved = position != self.position
+                if moved:
+                    self.call(self._rebuild)
+                self.position = position
             except Exception:
                 log.exception("polling the read models failed; retrying")
+                continue
+            if moved:
+                with self._listening:
+                    listeners = list(self._listeners)
+                for callback in listeners:
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("a dashboard session could not be told; forgetting it")
+                        self.forget(callback)
+
+    def _rebuild(self) -> None:
+        """Rebuild the pages browsers showed last, ahead of their asking."""
+        for flt in list(self._pages)[-REBUILT_AHEAD:]:
+            self.page(flt)
 
     def poll(self) -> Position:
         """The read models' position; in the embedded mode, brought up to date first.

@@ -42,7 +42,7 @@ from ui.dashboard.data import (
     Page,
 )
 
-TICK_MS = 250
+TICK_MS = 1000
 DETAILS_DELAY_MS = 400
 STATIC_ROUTE = "tw-static"
 """Where the server serves :data:`CSS` and :data:`TABLE_CSS` (one download, not one per pane)."""
@@ -717,8 +717,14 @@ class Dashboard:
         doc = pn.state.curdoc
         if doc is None:
             self._add_details()
-        else:
-            doc.add_timeout_callback(self._add_details, DETAILS_DELAY_MS)
+            return
+        doc.add_timeout_callback(self._add_details, DETAILS_DELAY_MS)
+
+        def moved() -> None:  # from the hub's polling thread: hand over to the session
+            doc.add_next_tick_callback(self._on_filter)
+
+        self.hub.listen(moved)
+        doc.on_session_destroyed(lambda _: self.hub.forget(moved))
 
     def _add_details(self) -> None:
         self.details = Details(self.hub)
@@ -735,6 +741,7 @@ class Dashboard:
         )
 
     def _on_filter(self, *_: Any) -> None:
+        """Show the page of the chosen filter (also when the read models moved on)."""
         self.flt = self._filter()
         # Charts change only under the document lock, which session callbacks hold (across
         # their awaits, too): refresh in a one-off callback, as the periodic tick does.
