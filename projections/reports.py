@@ -66,6 +66,41 @@ _TRADE_COLUMNS = (
 )
 
 
+_TODAY_SIGNAL_COLUMNS = (
+    "signal_id",
+    "symbol",
+    "direction",
+    "source",
+    "at",
+    "confidence",
+    "entry_low",
+    "entry_high",
+    "stop_loss",
+    "take_profit",
+    "position_size",
+    "sized_position",
+    "size_multiplier",
+    "controller_status",
+    "blocked",
+    "state",
+    "skip_reason",
+    "theories",
+    "quality_gates",
+    "model_version",
+    "timeframe",
+)
+_TODAY_TRADE_COLUMNS = (
+    "signal_id",
+    "status",
+    "entry_price",
+    "exit_price",
+    "pnl_pct",
+    "pnl_quote",
+    "outcome",
+    "forced",
+)
+
+
 class Reports:
     """The read side of the ledger, as of ``now`` (the wall clock unless fixed for time travel)."""
 
@@ -300,6 +335,46 @@ class Reports:
             "as_of",
         )
         return {key: report[key] for key in keys}
+
+    def todays_signals(self, flt: TradeFilter = TradeFilter()) -> list[dict[str, Any]]:
+        """Today's signals (the configured time zone's day) matching ``flt``'s source, symbol
+        and direction, newest first, each with its trade (``trade``: ``None`` if none)."""
+        start = datetime.combine(self.today(), time(), tzinfo=self.zone)
+        clauses = ["at >= ?", "at < ?"]
+        params: list[Any] = [
+            stamp(start.astimezone(UTC)),
+            stamp((start + timedelta(days=1)).astimezone(UTC)),
+        ]
+        for column in ("source", "symbol", "direction"):
+            value = getattr(flt, column)
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value.upper() if column == "symbol" else value)
+        with self.store.reading() as cur:
+            cur.execute(
+                f"SELECT {', '.join(_TODAY_SIGNAL_COLUMNS)} FROM signals "
+                f"WHERE {' AND '.join(clauses)} ORDER BY at DESC, signal_id",
+                params,
+            )
+            rows = [dict(zip(_TODAY_SIGNAL_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+            trades: dict[str, dict[str, Any]] = {}
+            ids = [row["signal_id"] for row in rows]
+            for begin in range(0, len(ids), 500):
+                chunk = ids[begin : begin + 500]
+                cur.execute(
+                    f"SELECT {', '.join(_TODAY_TRADE_COLUMNS)} FROM trades "
+                    f"WHERE signal_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for r in cur.fetchall():
+                    trades[r[0]] = dict(zip(_TODAY_TRADE_COLUMNS, r, strict=True))
+        for row in rows:
+            row["at"] = parse_time(row["at"])
+            row["theories"] = orjson.loads(row["theories"])
+            row["quality_gates"] = orjson.loads(row["quality_gates"])
+            row["blocked"] = bool(row["blocked"])
+            row["trade"] = trades.get(row["signal_id"])
+        return rows
 
     def signal_counts(self) -> dict[str, int]:
         """How many signals are pending, traded or skipped."""

@@ -159,3 +159,21 @@ def test_bad_rows_are_refused() -> None:
             model_version=[None],
             theories={},
         )
+
+
+def test_todays_signals_follow_the_configured_day(tw: Tradewatch) -> None:
+    noon = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # 02:00 on 22 Nov at UTC+14
+    trade(tw, "yesterday", at=noon - timedelta(hours=3), gain=1.0)  # 23:00 on 21 Nov there
+    trade(tw, "btc", at=noon - timedelta(hours=1), gain=1.0, close=False)
+    trade(tw, "eth", at=noon - timedelta(minutes=30), gain=-1.0, symbol="ETHUSDT")
+    tw.engine.catch_up()
+    kiritimati = Reports(tw.store, starting_balance=1000.0, timezone="Pacific/Kiritimati", now=noon)
+    today = kiritimati.todays_signals()
+    assert [s["signal_id"] for s in today] == ["eth", "btc"]
+    assert today[1]["trade"]["status"] == "open"
+    assert today[0]["trade"]["outcome"] == "loss"
+    assert today[0]["theories"] == {"trend": 0.5} and today[0]["blocked"] is False
+    only_btc = kiritimati.todays_signals(TradeFilter(symbol="btcusdt"))
+    assert [s["signal_id"] for s in only_btc] == ["btc"]
+    utc = Reports(tw.store, starting_balance=1000.0, now=noon)
+    assert [s["signal_id"] for s in utc.todays_signals()] == ["eth", "btc", "yesterday"]

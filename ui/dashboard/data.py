@@ -18,20 +18,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from datetime import time as day_start
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
-
-import orjson
 
 from domain.signal import copy_block
 from infrastructure.bootstrap import Tradewatch
 from projections import audit
 from projections.history import TradeHistory
-from projections.ledger import stamp
 from projections.metrics import calibration, theory_attribution
-from projections.reports import Reports, TradeFilter, parse_time
+from projections.reports import Reports, TradeFilter
 from ui.cli import DECISION_KINDS, status_data
 from ui.dashboard.charts import Segments, Series, series, status_segments
 
@@ -56,40 +52,6 @@ REBUILT_AHEAD = 4
 """How many of the latest filters' pages are rebuilt as soon as the read models move on."""
 
 log = logging.getLogger("tradewatch.dashboard")
-
-_SIGNAL_COLUMNS = (
-    "signal_id",
-    "symbol",
-    "direction",
-    "source",
-    "at",
-    "confidence",
-    "entry_low",
-    "entry_high",
-    "stop_loss",
-    "take_profit",
-    "position_size",
-    "sized_position",
-    "size_multiplier",
-    "controller_status",
-    "blocked",
-    "state",
-    "skip_reason",
-    "theories",
-    "quality_gates",
-    "model_version",
-    "timeframe",
-)
-_SIGNAL_TRADE_COLUMNS = (
-    "signal_id",
-    "status",
-    "entry_price",
-    "exit_price",
-    "pnl_pct",
-    "pnl_quote",
-    "outcome",
-    "forced",
-)
 
 
 @dataclass(frozen=True)
@@ -198,50 +160,10 @@ def build_page(
         theories=theory_attribution(signal_scores, closed),
         positions=reports.positions(flt),
         trades=reports.trades(flt, limit=RECENT_TRADES),
-        signals=todays_signals(tw, reports, flt),
+        signals=[{**row, "copy": copy_block(row)} for row in reports.todays_signals(flt)],
         as_of=now,
         build_seconds=time.perf_counter() - started,
     )
-
-
-def todays_signals(tw: Tradewatch, reports: Reports, flt: TradeFilter) -> list[dict[str, Any]]:
-    """Today's signals (the configured time zone's day), newest first, with their trades."""
-    today = reports.today()
-    start = datetime.combine(today, day_start(), tzinfo=reports.zone)
-    end = datetime.combine(today + timedelta(days=1), day_start(), tzinfo=reports.zone)
-    clauses = ["at >= ?", "at < ?"]
-    params: list[Any] = [stamp(start.astimezone(UTC)), stamp(end.astimezone(UTC))]
-    for column in ("source", "symbol", "direction"):
-        value = getattr(flt, column)
-        if value:
-            clauses.append(f"{column} = ?")
-            params.append(value.upper() if column == "symbol" else value)
-    with tw.store.reading() as cur:
-        cur.execute(
-            f"SELECT {', '.join(_SIGNAL_COLUMNS)} FROM signals WHERE {' AND '.join(clauses)} "
-            "ORDER BY at DESC, signal_id",
-            params,
-        )
-        rows = [dict(zip(_SIGNAL_COLUMNS, r, strict=True)) for r in cur.fetchall()]
-        trades: dict[str, dict[str, Any]] = {}
-        ids = [row["signal_id"] for row in rows]
-        for begin in range(0, len(ids), 500):
-            chunk = ids[begin : begin + 500]
-            cur.execute(
-                f"SELECT {', '.join(_SIGNAL_TRADE_COLUMNS)} FROM trades "
-                f"WHERE signal_id IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-            for r in cur.fetchall():
-                trades[r[0]] = dict(zip(_SIGNAL_TRADE_COLUMNS, r, strict=True))
-    for row in rows:
-        row["at"] = parse_time(row["at"])
-        row["theories"] = orjson.loads(row["theories"])
-        row["quality_gates"] = orjson.loads(row["quality_gates"])
-        row["blocked"] = bool(row["blocked"])
-        row["trade"] = trades.get(row["signal_id"])
-        row["copy"] = copy_block(row)
-    return rows
 
 
 @dataclass
