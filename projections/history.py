@@ -10,6 +10,7 @@ the last events that changed a row), so keeping up costs what changed, not what 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -25,19 +26,8 @@ CLOSED_COLUMNS = (
 )
 """The ``trades`` columns :func:`closed_columns` reads, in its row order."""
 
-_FIELDS = (
-    "signal_id",
-    "symbol",
-    "direction",
-    "source",
-    "entry_ns",
-    "exit_ns",
-    "pnl_pct",
-    "pnl_quote",
-    "outcome",
-    "confidence",
-    "model_version",
-)
+_FIELDS = tuple(f.name for f in fields(TradeColumns) if f.name != "theories")
+"""The array fields of :class:`TradeColumns` (all but the theory scores)."""
 
 
 def stamps_ns(stamps: Sequence[str]) -> npt.NDArray[np.int64]:

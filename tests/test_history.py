@@ -8,6 +8,7 @@ PostgreSQL: the same trades in the same order, the same figures for every filter
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -22,19 +23,7 @@ from projections.metrics import TradeColumns
 from projections.reports import Reports, TradeFilter
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-FIELDS = (
-    "signal_id",
-    "symbol",
-    "direction",
-    "source",
-    "entry_ns",
-    "exit_ns",
-    "pnl_pct",
-    "pnl_quote",
-    "outcome",
-    "confidence",
-    "model_version",
-)
+FIELDS = [f.name for f in fields(TradeColumns) if f.name != "theories"]
 FILTERS = (
     TradeFilter(),
     TradeFilter(today=True),
