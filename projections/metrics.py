@@ -277,9 +277,13 @@ def daily_pnl(trades: Trades, *, start: date | None = None) -> list[tuple[date, 
     inclusive; days without exits have 0.0. Trades exiting before ``start`` are left out. Empty
     when there are no trades or ``start`` is after the last exit date.
     """
-    cols = columns(trades)
-    first, sums = _daily(cols, start)
-    return [(_EPOCH.date() + timedelta(days=first + i), float(p)) for i, p in enumerate(sums)]
+    return _dated(*_daily(columns(trades), start))
+
+
+def _dated(first_day: int, sums: npt.NDArray[np.float64]) -> list[tuple[date, float]]:
+    """(date, P&L) of a daily series whose first day has day number ``first_day``."""
+    start = _EPOCH.date() + timedelta(days=first_day)
+    return [(start + timedelta(days=i), float(p)) for i, p in enumerate(sums)]
 
 
 def _daily(cols: TradeColumns, start: date | None) -> tuple[int, npt.NDArray[np.float64]]:
@@ -481,16 +485,9 @@ class Performance:
             {"time": from_ns(int(ns)).isoformat(), "equity": float(e)}
             for ns, e in zip(self.curve_ns, self.equity, strict=True)
         ]
-        start = _EPOCH.date() + timedelta(days=self.first_day)
-        daily = [
-            {"date": (start + timedelta(days=i)).isoformat(), "pnl": float(p)}
-            for i, p in enumerate(self.day_pnl)
-        ]
-        return {**self.figures, "daily_pnl": daily, "equity_curve": curve if len(self) else []}
-
-    def __len__(self) -> int:
-        """How many trades the figures cover."""
-        return len(self.curve_ns) - 1 if len(self.curve_ns) else 0
+        days = _dated(self.first_day, self.day_pnl)
+        daily = [{"date": day.isoformat(), "pnl": pnl} for day, pnl in days]
+        return {**self.figures, "daily_pnl": daily, "equity_curve": curve}
 
 
 def performance(

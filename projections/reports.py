@@ -185,11 +185,14 @@ class Reports:
 
     def stats(self, flt: TradeFilter = TradeFilter()) -> dict[str, Any]:
         """The performance report (see ``docs/metrics.md``) plus open positions."""
-        return self.stats_of(self.performance(flt).report(), flt)
+        return self.stats_of(self.performance(flt).report(), flt, self.positions(flt))
 
-    def stats_of(self, report: dict[str, Any], flt: TradeFilter) -> dict[str, Any]:
-        """``report`` with the open positions, the moment and the filter added."""
-        report["open_positions"] = len(self.positions(flt))
+    def stats_of(
+        self, report: dict[str, Any], flt: TradeFilter, positions: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """``report`` with the count of ``positions`` (``flt``'s open trades), the moment and
+        the filter added."""
+        report["open_positions"] = len(positions)
         report["as_of"] = self.now.isoformat()
         report["filter"] = {
             "days": flt.days,
@@ -294,8 +297,7 @@ class Reports:
                 (notification_id,),
             )
             rows = cur.fetchall()
-        parse = datetime.fromisoformat
-        return [ClosedTradeFact(parse(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]
+        return [ClosedTradeFact(parse_time(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]
 
     def theories(self, flt: TradeFilter = TradeFilter()) -> list[dict[str, object]]:
         """Per-theory attribution over all signals and the closed trades matching ``flt``."""

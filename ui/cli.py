@@ -397,8 +397,8 @@ def stats(
     flt = trade_filter(days, source, symbol, direction, today)
     with opened() as tw:
         reports = reports_for(tw, as_of)
-        data = reports.stats(flt)
         positions = reports.positions(flt)
+        data = reports.stats_of(reports.performance(flt).report(), flt, positions)
         recent = reports.trades(flt, limit=10)
     if as_json:
         print_json(data)

@@ -145,6 +145,7 @@ def build_page(
     )
     closed = reports.closed_trades(flt)
     performance = reports.performance(flt, closed)
+    positions = reports.positions(flt)
     signal_scores = history.signal_scores(
         symbol=flt.symbol, direction=flt.direction, source=flt.source
     )
@@ -152,13 +153,13 @@ def build_page(
         flt=flt,
         position=position,
         shared=shared,
-        stats=reports.stats_of(dict(performance.figures), flt),
+        stats=reports.stats_of(dict(performance.figures), flt, positions),
         series=series(
             performance, closed, shared.segments, now, reports.since(flt), tw.settings.min_sample
         ),
         calibration=calibration(closed),
         theories=theory_attribution(signal_scores, closed),
-        positions=reports.positions(flt),
+        positions=positions,
         trades=reports.trades(flt, limit=RECENT_TRADES),
         signals=[{**row, "copy": copy_block(row)} for row in reports.todays_signals(flt)],
         as_of=now,
