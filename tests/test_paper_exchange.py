@@ -175,6 +175,16 @@ def test_a_missing_target_lets_the_stop_close_later() -> None:
     assert [(f.price, f.reason, f.bar_open_time) for f in fills(events)][1] == (95, SL, bar_open(3))
 
 
+def test_a_limit_filled_at_an_open_beyond_its_stop_is_stopped_at_that_open() -> None:
+    state, events = play("long_gap_stop", make_order(LONG, at=bar_open(2)))  # bar 2 opens at 93
+    entry, exit_fill = fills(events)
+    assert (entry.price, entry.point, exit_fill.price, exit_fill.point) == (93, OPEN, 93, OPEN)
+    assert exit_fill.reason is SL and exit_fill.time == entry.time == bar_open(2)
+    assert not exit_fill.entry_bar_exit  # filled at the open: the whole bar is after the fill
+    pnl = state.outcome.pnl
+    assert pnl is not None and pnl.net_quote == pytest.approx(-(entry.fee + exit_fill.fee))
+
+
 @pytest.mark.parametrize("fixture", ["long_expiry", "short_expiry"])
 def test_an_entry_unfilled_after_m_bars_expires_on_the_close_of_the_mth(fixture: str) -> None:
     candles = load_candles(fixture)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 from hypothesis import given, settings
@@ -18,55 +17,15 @@ from domain.paper import (
     PaperEvent,
     PaperExpiry,
     PaperFill,
-    PaperOrder,
-    PaperSettings,
     PaperState,
     Phase,
     run,
 )
 from domain.paper_codec import state_from_dict, state_to_dict
-from domain.values import Direction
-from tests.paper_cases import T0, make_order
+from tests.candle_csv import FIFTEEN_MINUTES
+from tests.paper_cases import MIRROR, Scenario, mirrored, scenarios
 
-INTERVAL = timedelta(minutes=15)
-MIRROR = 600  # a long on prices p is a short on 600 − p (every price here stays in 90..510)
 FILL_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    order: PaperOrder
-    settings: PaperSettings
-    candles: list[Candle]
-
-
-@st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
-    """A random walk of integer bars starting 2 bars before the signal, some bars missing,
-    and a random long (limit or market, with or without stop and target)."""
-    close = 300
-    candles = []
-    for k in range(-2, draw(st.integers(1, 30))):
-        o = close + draw(st.integers(-3, 3))
-        close = o + draw(st.integers(-4, 4))
-        high = max(o, close) + draw(st.integers(0, 3))
-        low = min(o, close) - draw(st.integers(0, 3))
-        if draw(st.integers(0, 9)) > 0:  # one bar in ten is missing
-            candles.append(Candle("BTCUSDT", T0 + k * INTERVAL, INTERVAL, o, high, low, close, 1.0))
-    entry = 300 + draw(st.integers(-8, 8))
-    stop = draw(st.none() | st.integers(1, 12).map(lambda d: float(entry - d)))
-    target = draw(st.none() | st.integers(1, 12).map(lambda d: float(entry + d)))
-    order = make_order(
-        Direction.LONG,
-        entry_price=draw(st.sampled_from([float(entry), None])),
-        stop_loss=stop,
-        take_profit=target,
-        at=T0 + draw(st.sampled_from([0, 7, 15])) * timedelta(minutes=1),
-    )
-    chosen = PaperSettings(
-        expiry_bars=draw(st.integers(1, 5)), timeout_bars=draw(st.integers(1, 8))
-    )
-    return Scenario(order, chosen, candles)
 
 
 def fills(events: list[PaperEvent]) -> list[PaperFill]:
@@ -91,24 +50,9 @@ def test_where_a_restart_cuts_the_series_never_changes_the_result(
 @settings(max_examples=300, deadline=None)
 @given(scenarios())
 def test_a_long_on_prices_equals_a_short_on_the_mirrored_prices(scenario: Scenario) -> None:
-    def mirror(price: float | None) -> float | None:
-        return None if price is None else MIRROR - price
-
-    order = scenario.order
-    short = replace(
-        order,
-        direction=Direction.SHORT,
-        entry_price=mirror(order.entry_price),
-        stop_loss=mirror(order.stop_loss),
-        take_profit=mirror(order.take_profit),
-    )
-    mirrored = [
-        replace(c, open=MIRROR - c.open, high=MIRROR - c.low, low=MIRROR - c.high,
-                close=MIRROR - c.close)
-        for c in scenario.candles
-    ]  # fmt: skip
-    long_state, long_events = run(PaperState(order, scenario.settings), scenario.candles)
-    short_state, short_events = run(PaperState(short, scenario.settings), mirrored)
+    short = mirrored(scenario)
+    long_state, long_events = run(PaperState(scenario.order, scenario.settings), scenario.candles)
+    short_state, short_events = run(PaperState(short.order, short.settings), short.candles)
     assert long_state.phase is short_state.phase
     assert len(long_events) == len(short_events)
     for mine, theirs in zip(long_events, short_events, strict=True):
@@ -123,6 +67,11 @@ def test_a_long_on_prices_equals_a_short_on_the_mirrored_prices(scenario: Scenar
         assert (theirs.ambiguous, theirs.entry_bar_exit, theirs.after_gap) == (
             mine.ambiguous, mine.entry_bar_exit, mine.after_gap,
         )  # fmt: skip
+        if mine.optimistic is None:
+            assert theirs.optimistic is None
+        else:
+            assert theirs.optimistic is not None
+            assert theirs.optimistic.price == MIRROR - mine.optimistic.price
     long_pnl, short_pnl = long_state.outcome.pnl, short_state.outcome.pnl
     if long_pnl is not None and short_pnl is not None:
         assert long_pnl.gross_quote == pytest.approx(short_pnl.gross_quote, rel=1e-12, abs=1e-12)
@@ -167,6 +116,6 @@ def test_every_result_keeps_the_exchange_invariants(scenario: Scenario) -> None:
 def bars_after(entry: PaperFill, timeout_bars: int, bars: dict[datetime, Candle]) -> datetime:
     """The latest bar an exit may fall on: the N-th bar after the entry bar, or, if that bar
     is missing, the first bar that arrived after it."""
-    deadline = entry.bar_open_time + timeout_bars * INTERVAL
+    deadline = entry.bar_open_time + timeout_bars * FIFTEEN_MINUTES
     later = sorted(t for t in bars if t >= deadline)
     return later[0] if later else deadline
