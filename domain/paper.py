@@ -14,6 +14,7 @@ Used for real paper trades and for shadow outcomes alike: it never writes anythi
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -256,6 +257,7 @@ class PaperState:
 
     def __post_init__(self) -> None:
         phase = Phase(self.phase)
+        object.__setattr__(self, "phase", phase)
         started = self.anchor is not None and self.last_bar_open is not None
         entered = self.entry is not None and self.entry_slot is not None and started
         consistent = {
@@ -326,8 +328,7 @@ class PaperState:
         expiry_bars = self.settings.expiry_bars
         if slot >= expiry_bars:
             return self._expire()
-        order = self.order
-        sign = 1.0 if order.direction is Direction.LONG else -1.0
+        order, sign = self.order, self._sign
         bar = long_space(candle, order.direction)
         if order.entry_price is None:
             fill: tuple[float, BarPoint] | None = (bar.open, BarPoint.OPEN)
@@ -360,12 +361,10 @@ class PaperState:
     def _open(self, candle: Candle, slot: int) -> tuple[PaperState, tuple[PaperEvent, ...]]:
         assert self.entry_slot is not None
         deadline = self.entry_slot + self.settings.timeout_bars
-        if slot > deadline:
-            found: _Exit | None = _Exit(
-                long_space(candle, self.order.direction).open, BarPoint.OPEN, ExitReason.TIMEOUT
-            )
+        bar = long_space(candle, self.order.direction)
+        if slot > deadline:  # the deadline bar is missing: out at the first open after it
+            found: _Exit | None = _Exit(bar.open, BarPoint.OPEN, ExitReason.TIMEOUT)
         else:
-            bar = long_space(candle, self.order.direction)
             found = _exit_after_fill(bar, *self._levels())
             if found is None and slot == deadline:
                 found = _Exit(bar.close, BarPoint.CLOSE, ExitReason.TIMEOUT)
@@ -374,9 +373,14 @@ class PaperState:
         closed, exit_fill = self._close(candle, found)
         return closed, (exit_fill,)
 
+    @property
+    def _sign(self) -> float:
+        """+1 for a long, −1 for a short: a price times this is in long space."""
+        return 1.0 if self.order.direction is Direction.LONG else -1.0
+
     def _levels(self) -> tuple[float | None, float | None]:
         """Stop and target in long space."""
-        sign = 1.0 if self.order.direction is Direction.LONG else -1.0
+        sign = self._sign
         stop, target = self.order.stop_loss, self.order.take_profit
         return (
             None if stop is None else sign * stop,
@@ -384,7 +388,7 @@ class PaperState:
         )
 
     def _close(self, candle: Candle, found: _Exit) -> tuple[PaperState, PaperFill]:
-        sign = 1.0 if self.order.direction is Direction.LONG else -1.0
+        sign = self._sign
         optimistic = None
         if found.ambiguous:
             _, target = self._levels()
@@ -434,6 +438,9 @@ class PaperState:
         order_type: OrderType,
     ) -> PaperFill:
         order = self.order
+        if not math.isfinite(price * order.qty):
+            raise DomainError(f"a fill of {order.qty:g} at {price:g} has no finite value")
+        fee = self.settings.rate(kind) * price * order.qty
         return PaperFill(
             fill_id=paper_fill_id(order.signal_id, candle.open_time, leg),
             signal_id=order.signal_id,
@@ -443,7 +450,7 @@ class PaperState:
             order_type=order_type,
             price=price,
             qty=order.qty,
-            fee=self.settings.rate(kind) * price * order.qty,
+            fee=fee,
             fee_kind=kind,
             time=candle.open_time if point is BarPoint.OPEN else candle.close_time,
             bar_open_time=candle.open_time,

@@ -308,6 +308,12 @@ def test_a_bad_order_is_refused_at_the_door(changes: dict[str, Any], message: st
         make_order(LONG, **changes)
 
 
+def test_a_fill_whose_value_is_not_finite_is_refused() -> None:
+    bar = load_candles("long_target")[1]
+    with pytest.raises(DomainError, match="no finite value"):
+        PaperState(make_order(LONG, qty=1e307)).step(bar)
+
+
 @pytest.mark.parametrize(
     "changes", [{"expiry_bars": 0}, {"timeout_bars": 1.5}, {"maker_fee": 1.5}, {"taker_fee": -1}]
 )
