@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from datetime import time
+import re
+from datetime import time, timedelta
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -20,6 +23,8 @@ from domain.alert import AlertType, Mode
 from domain.controller_policy import Thresholds
 
 DEFAULT_HOME = Path("~/.local/share/tradewatch")
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+_SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
 
 
 def config_file() -> Path:
@@ -65,6 +70,27 @@ class Settings(BaseSettings):
     nats_tls_cert: Path | None = None
     nats_tls_key: Path | None = None
 
+    symbols: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_SYMBOLS, description="Symbols to watch, comma-separated (BTCUSDT,...)."
+    )
+    interval: int = Field(default=15, gt=0, le=10_080, description="Candle interval, minutes.")
+    bybit_testnet: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("bybit_testnet", "tradewatch_bybit_testnet"),
+        description="BYBIT_TESTNET: use Bybit's testnet.",
+    )
+    bybit_demo: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("bybit_demo", "tradewatch_bybit_demo"),
+        description="BYBIT_DEMO: Bybit demo trading (its market data is mainnet's).",
+    )
+    bybit_url: str | None = Field(
+        default=None, description="Bybit REST base URL instead of the standard host."
+    )
+    bybit_timeout: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds to wait for one Bybit reply."
+    )
+
     def alert_settings(self) -> AlertSettings:
         """Modes per alert type, the report time and zone, and the controller's limits."""
         modes = {t: getattr(self, f"alerts_{t.value}") for t in AlertType}
@@ -90,6 +116,33 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, home: Path) -> Path:
         return home.expanduser()
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbol_list(cls, value: object) -> object:
+        """``"btcusdt, ETHUSDT"`` → ``("BTCUSDT", "ETHUSDT")``: upper-cased, deduplicated."""
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        symbols = tuple(dict.fromkeys(str(s).strip().upper() for s in items if str(s).strip()))
+        bad = [s for s in symbols if not _SYMBOL.fullmatch(s)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a symbol (2 to 30 letters and digits)")
+        if not symbols:
+            raise ValueError("name at least one symbol")
+        return symbols
+
+    @field_validator("bybit_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"must start with http:// or https://, not {url!r}")
+        return url
+
+    @property
+    def candle_interval(self) -> timedelta:
+        """``interval`` as a ``timedelta``."""
+        return timedelta(minutes=self.interval)
 
     @classmethod
     def settings_customise_sources(
