@@ -14,6 +14,7 @@ import pytest
 
 from infrastructure.bootstrap import Tradewatch, bootstrap
 from infrastructure.settings import Settings
+from tests.fakes.bybit import FakeBybit
 
 PG_ADMIN_URL = os.environ.get("TRADEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TRADEWATCH = str(Path(sys.executable).with_name("tradewatch"))
@@ -96,3 +97,10 @@ def run_cli(
         return result
 
     return run
+
+
+@pytest.fixture
+def fake_bybit() -> Iterator[FakeBybit]:
+    """A fake Bybit V5 server on 127.0.0.1 (see ``tests/fakes/bybit.py``), stopped afterwards."""
+    with FakeBybit() as fake:
+        yield fake
