@@ -1,0 +1,1 @@
+"""Market data adapters: Bybit, candle files, and the synthetic market."""
