@@ -122,6 +122,17 @@ def test_more_than_1000_bars_are_fetched_page_by_page(fake_bybit: FakeBybit) -> 
     assert max(limits) == 1000 and len(limits) >= 6
 
 
+def test_a_start_before_the_listing_skips_to_it(fake_bybit: FakeBybit) -> None:
+    launched = datetime(2020, 3, 30, tzinfo=UTC)  # BTCUSDT's launchTime in the fixture
+    fake_bybit.market.fill("BTCUSDT", "15", launched, 5)
+    market, _ = connect(fake_bybit)
+
+    batch = market.closed_candles("BTCUSDT", IV, start=datetime(2015, 1, 1, tzinfo=UTC), limit=3)
+
+    assert [c.open_time for c in batch.candles] == [launched, launched + IV, launched + 2 * IV]
+    assert len(fake_bybit.calls(KLINE)) == 1
+
+
 def test_short_history_returns_what_there_is(fake_bybit: FakeBybit) -> None:
     history(fake_bybit, bars=30)
     market, _ = connect(fake_bybit)

@@ -27,7 +27,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -104,7 +104,11 @@ class Retry:
     base_delay: float = 0.5
     max_delay: float = 8.0
     sleep: Callable[[float], None] = time.sleep
-    jitter: Callable[[], float] = field(default=random.random)
+    jitter: Callable[[], float] = random.random
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.base_delay < 0 or self.max_delay < self.base_delay:
+            raise ValueError(f"not a retry policy: {self}")
 
     def delay(self, failures: int) -> float:
         """How long to wait after the ``failures``-th failed attempt."""
@@ -136,10 +140,14 @@ class BybitMarket:
 
     def now(self) -> datetime:
         """Bybit's server time, UTC (``timeNano``, else ``timeSecond``)."""
-        return self._server_time("Bybit server time")
+        return self._server_time("server time")
 
     def instrument(self, symbol: str) -> Instrument:
-        """The symbol's tick size, lot step and minimums (fetched once, then cached)."""
+        """The symbol's tick size, lot step and minimums (fetched once, then cached).
+
+        Bybit lists only instruments in trading by default: another is "no instrument".
+        The maximum quantity is the smaller of the limit- and market-order maximums.
+        """
         if symbol not in self._instruments:
             reply = self._call(
                 symbol,
@@ -223,8 +231,11 @@ class BybitMarket:
     ) -> list[Candle]:
         """Windows of at most 1,000 bars from ``start`` (or the listing) towards ``cutoff``."""
         bars: dict[datetime, Candle] = {}
-        self.instrument(symbol)
-        cursor = max(start, self._launched[symbol])
+        try:  # no bar before the listing: skip the empty windows
+            self.instrument(symbol)
+            cursor = max(start, self._launched[symbol])
+        except MarketUnavailable:
+            cursor = start
         last_open = cutoff - interval
         width = interval * MAX_PER_CALL
         while cursor <= last_open and len(bars) < limit:
@@ -280,7 +291,7 @@ class BybitMarket:
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 raise MarketUnavailable(_one_line(f"{label}: Bybit failed{tries}: {cause}"))
             self._retry.sleep(self._retry.delay(attempt))
-        raise AssertionError("unreachable: Retry.attempts must be at least 1")
+        raise AssertionError("unreachable: Retry.attempts is at least 1")
 
 
 def _cause(error: Exception) -> tuple[str, bool]:
@@ -369,8 +380,6 @@ def _instrument(symbol: str, reply: Any) -> tuple[Instrument, datetime]:
         item = next((i for i in items if isinstance(i, dict) and i.get("symbol") == symbol), None)
         if item is None:
             raise _BadReplyError(f"no linear instrument named {symbol}")
-        if item.get("status") != "Trading":
-            raise _BadReplyError(f"status {item.get('status')!r}, not 'Trading'")
         price, lot = item.get("priceFilter"), item.get("lotSizeFilter")
         if not isinstance(price, dict) or not isinstance(lot, dict):
             raise _BadReplyError("an instrument without priceFilter or lotSizeFilter")

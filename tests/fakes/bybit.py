@@ -16,7 +16,8 @@ Drive it through the real pybit client: ``HTTP(...)`` then ``session.endpoint = 
   server checks the ``X-BAPI-*`` signature (``tests.fakes.signing``) against ``api_keys``
   before the handler runs, and answers 10002 / 10003 / 10004 / HTTP 401 as Bybit does.
 
-Every request is logged in ``requests`` (method, path, raw query, headers, body).
+Every request is logged in ``requests`` (method, path, raw query, headers, body). A private
+WebSocket fake belongs beside this module, reading and pushing the same state.
 """
 
 from __future__ import annotations
