@@ -142,14 +142,16 @@ class ReplayMarket:
         return self._now
 
     def instrument(self, symbol: str) -> Instrument:
-        """The built-in or given rules; for another symbol, ``default_instrument``."""
+        """The built-in or given rules, else ``default_instrument`` at the median close."""
         known = self._instruments.get(symbol)
         if known is not None:
             return known
         bars = self._series.get(symbol)
         if not bars:
             raise MarketUnavailable(f"{symbol}: not in {self._name}")
-        return default_instrument(symbol, sorted(c.close for c in bars)[len(bars) // 2])
+        median_close = sorted(c.close for c in bars)[len(bars) // 2]
+        rules = self._instruments[symbol] = default_instrument(symbol, median_close)
+        return rules
 
     def closed_candles(
         self,
