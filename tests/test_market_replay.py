@@ -15,6 +15,7 @@ from infrastructure.market.replay import (
     ReplayMarket,
     default_instrument,
 )
+from tests.candle_csv import FIXTURES, parse_candles
 
 IV = timedelta(minutes=15)
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -276,3 +277,13 @@ def test_extra_columns_blank_lines_and_a_bom_are_fine(tmp_path: Path) -> None:
     batch = ReplayMarket.from_file(path).closed_candles("BTCUSDT", IV)
 
     assert [(c.symbol, c.open_time, c.close) for c in batch.candles] == [("BTCUSDT", T0, 101.0)]
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.csv")), ids=lambda p: p.stem)
+def test_the_paper_exchanges_candle_fixtures_read_the_same(path: Path) -> None:
+    expected = sorted(parse_candles(path.read_text()), key=lambda c: (c.symbol, c.open_time))
+    market = ReplayMarket.from_file(path)
+
+    got = [c for s in market.symbols for c in market.closed_candles(s, IV, limit=10_000).candles]
+
+    assert got == expected
