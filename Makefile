@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,train]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -39,6 +39,7 @@ bench: install services
 	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
 	$(BIN)/python -m scripts.bench_alerts
 	$(BIN)/python -m scripts.bench_dashboard
+	$(BIN)/python -m scripts.bench_generator
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

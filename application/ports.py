@@ -6,11 +6,17 @@ in domain values (``Candle``, ``Instrument``) and plain types, never in a venue'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from domain.candles import Candle, Instrument
+from domain.labels import LabelSpec
+from domain.values import Direction
 
 
 class MarketUnavailable(Exception):  # noqa: N818 - a trader-facing name, not "...Error"
@@ -78,4 +84,73 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current time, UTC and zone-aware."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    """What the generator must know of a signal model (the rest is in its card file).
+
+    ``features`` is the column order ``SignalModel.predict`` takes; ``feature_ranges`` the
+    training range of each (a value outside is out of distribution); ``label`` the trade
+    the confidence is the win probability of. The model is stale after
+    ``trained_at + max_age``.
+    """
+
+    version: str
+    features: tuple[str, ...]
+    feature_ranges: Mapping[str, tuple[float, float]]
+    theories: tuple[str, ...]
+    interval: timedelta
+    label: LabelSpec
+    trained_at: datetime
+    max_age: timedelta
+    holdout_ece: float
+    holdout_brier: float
+
+
+@dataclass(frozen=True, slots=True)
+class Predictions:
+    """A model's answer for a batch of feature rows (row ``i`` of each array is row ``i``).
+
+    * ``theory_up[i, j]``: theory ``theories[j]``'s probability that the price goes up;
+    * ``direction[i]``: +1 long, −1 short, the direction the meta-learner prefers;
+    * ``confidence[i]``: the calibrated probability that the trade in that direction, with
+      the card's ``label`` levels, wins (NaN when a feature is NaN);
+    * ``contributions[i, j]``: theory ``j``'s signed vote ``2 · P(up) − 1``, times the
+      direction, times its meta weight: > 0 pushed for the trade, < 0 against it.
+    """
+
+    theories: tuple[str, ...]
+    theory_up: npt.NDArray[np.float64]
+    direction: npt.NDArray[np.int8]
+    confidence: npt.NDArray[np.float64]
+    contributions: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return int(self.confidence.shape[0])
+
+    def direction_of(self, row: int) -> Direction:
+        """Row ``row``'s direction."""
+        return Direction.LONG if self.direction[row] > 0 else Direction.SHORT
+
+    def theory_outputs(self, row: int) -> dict[str, float]:
+        """Each theory's P(up) for row ``row``."""
+        return {t: float(p) for t, p in zip(self.theories, self.theory_up[row], strict=True)}
+
+    def contributions_of(self, row: int) -> dict[str, float]:
+        """Each theory's contribution for row ``row`` (what ``Signal.Generated`` records)."""
+        return {t: float(c) for t, c in zip(self.theories, self.contributions[row], strict=True)}
+
+
+class SignalModel(Protocol):
+    """A frozen signal model: theory models and a calibrated meta-learner (ONNX in production)."""
+
+    @property
+    def card(self) -> ModelCard:
+        """Its version, features and their training ranges, label and age limit."""
+        ...
+
+    def predict(self, features: npt.NDArray[np.float64]) -> Predictions:
+        """Predictions for rows of features, columns in ``card.features`` order."""
         ...

@@ -28,7 +28,7 @@ The features, in ``FEATURES`` order:
 ``breakout_up``     ``(C_t − max(H_{t−20} … H_{t−1})) / ATR_t``
 ``breakout_down``   ``(C_t − min(L_{t−20} … L_{t−1})) / ATR_t``
 ``atr_ratio``       ``ATR_t / mean(TR_{t−95} … TR_t)``: volatility against the last day
-``volume_pressure`` ``Σ sign(C_i − C_{i−1}) · V_i / Σ V_i`` over bars ``t−7 … t``
+``signed_volume``   ``Σ sign(C_i − C_{i−1}) · V_i / Σ V_i`` over bars ``t−15 … t``
 =================== ====================================================================
 
 The first complete row is bar ``WARMUP_BARS − 1`` (96). Wilder averages remember their
@@ -78,7 +78,7 @@ FEATURES: tuple[str, ...] = (
     "breakout_up",
     "breakout_down",
     "atr_ratio",
-    "volume_pressure",
+    "signed_volume",
 )
 
 _BLOCK = 128
@@ -203,6 +203,19 @@ def _window_sum(x: Floats, window: int, n: int) -> Floats:
     return _place(sums, n)
 
 
+def _trailing_extreme(x: Floats, window: int, pick: np.ufunc) -> Floats:
+    """``pick`` (``np.maximum`` or ``np.minimum``) of ``x[t−window+1 … t]`` for
+    ``t >= window − 1`` (length ``n − window + 1``), by doubling spans: O(n log window)."""
+    span, best = 1, x
+    while span * 2 <= window:
+        best = pick(best[..., span:], best[..., :-span])
+        span *= 2
+    rest = window - span
+    if rest:
+        best = pick(best[..., rest:], best[..., :-rest])
+    return best
+
+
 def _lag(x: Floats, k: int) -> Floats:
     """``x_{t−k}`` (NaN for ``t < k``)."""
     out = np.full(x.shape, np.nan)
@@ -230,50 +243,46 @@ def _slope_weights(window: int) -> Floats:
 
 def feature_matrix(bars: Ohlcv) -> Floats:
     """All ``FEATURES`` for every bar: shape ``(..., n, len(FEATURES))``, NaN in the warm-up."""
-    o, h, lo, c, v = bars.open, bars.high, bars.low, bars.close, bars.volume
-    del o
+    h, lo, c, v = bars.high, bars.low, bars.close, bars.volume
     n = c.shape[-1]
+    out = np.full((len(FEATURES), *c.shape), np.nan)
     tr = true_range(h, lo, c)
     a = wilder_average(tr, ATR_PERIOD)
     with np.errstate(invalid="ignore", divide="ignore"):
         inv_atr = 1.0 / a
-        returns = [(c - _lag(c, k)) * inv_atr for k in RETURN_HORIZONS]
+        for i, k in enumerate(RETURN_HORIZONS):
+            if n > k:
+                out[i, ..., k:] = (c[..., k:] - c[..., :-k]) * inv_atr[..., k:]
+        out[4] = 100.0 * a / c
+        out[5] = rsi(c)
+        out[6] = volume_ratio(v)
         span = h - lo
-        location = np.where(span > 0, (c - lo) / np.where(span > 0, span, 1.0), 0.5)
-        slope = _place(_trailing(c, TREND_WINDOW) @ _slope_weights(TREND_WINDOW), n) * inv_atr
-        moves = np.abs(c - _lag(c, 1))
-        path = _window_sum(moves[..., 1:], TREND_WINDOW, n)
-        net = np.abs(c - _lag(c, TREND_WINDOW))
-        efficiency = np.where(path > 0, net / np.where(path > 0, path, 1.0), 0.0)
-        efficiency = np.where(np.isnan(path) | np.isnan(net), np.nan, efficiency)
+        out[7] = span * inv_atr
+        out[8] = np.where(span > 0, (c - lo) / span, 0.5)
+        if n >= TREND_WINDOW:
+            fit = _trailing(c, TREND_WINDOW) @ _slope_weights(TREND_WINDOW)
+            out[9, ..., TREND_WINDOW - 1 :] = fit * inv_atr[..., TREND_WINDOW - 1 :]
+        change = np.diff(c, axis=-1)
+        path = _window_sum(np.abs(change), TREND_WINDOW, n - 1)
+        net = np.abs(c - _lag(c, TREND_WINDOW))[..., 1:]
+        out[10, ..., 1:] = np.where(path == 0, 0.0, net / path)
         base = c[..., :1]
         mean = base + _window_sum(c - base, MEAN_WINDOW, n) / MEAN_WINDOW
-        channel_high = _place(_trailing(h[..., :-1], CHANNEL_WINDOW).max(axis=-1), n)
-        channel_low = _place(_trailing(lo[..., :-1], CHANNEL_WINDOW).min(axis=-1), n)
-        tr_mean = _window_sum(tr[..., 1:], VOLATILITY_WINDOW, n) / VOLATILITY_WINDOW
-        signed = np.sign(c - _lag(c, 1)) * v
-        pressure_num = _window_sum(signed[..., 1:], PRESSURE_WINDOW, n)
-        pressure_den = _window_sum(v[..., 1:], PRESSURE_WINDOW, n)
-        pressure = np.where(
-            pressure_den > 0, pressure_num / np.where(pressure_den > 0, pressure_den, 1.0), 0.0
+        out[11] = (c - mean) * inv_atr
+        if n > CHANNEL_WINDOW:
+            recent = (slice(None),) * (c.ndim - 1) + (slice(CHANNEL_WINDOW, None),)
+            highs = _trailing_extreme(h[..., :-1], CHANNEL_WINDOW, np.maximum)
+            lows = _trailing_extreme(lo[..., :-1], CHANNEL_WINDOW, np.minimum)
+            out[(12, *recent)] = (c[recent] - highs) * inv_atr[recent]
+            out[(13, *recent)] = (c[recent] - lows) * inv_atr[recent]
+        out[14, ..., 1:] = a[..., 1:] / (
+            _window_sum(tr[..., 1:], VOLATILITY_WINDOW, n - 1) / VOLATILITY_WINDOW
         )
-        pressure = np.where(np.isnan(pressure_num), np.nan, pressure)
-        columns = [
-            *returns,
-            100.0 * a / c,
-            rsi(c),
-            volume_ratio(v),
-            span * inv_atr,
-            location,
-            slope,
-            efficiency,
-            (c - mean) * inv_atr,
-            (c - channel_high) * inv_atr,
-            (c - channel_low) * inv_atr,
-            a / tr_mean,
-            pressure,
-        ]
-    return np.stack(columns, axis=-1)
+        moved = np.sign(change) * v[..., 1:]
+        flow = _window_sum(moved, PRESSURE_WINDOW, n - 1)
+        total = _window_sum(v[..., 1:], PRESSURE_WINDOW, n - 1)
+        out[15, ..., 1:] = np.where(total == 0, 0.0, flow / total)
+    return np.moveaxis(out, 0, -1)
 
 
 def outside_range(

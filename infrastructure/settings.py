@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     alerts_weekly_report: Mode = Field(default=Mode.ON, description="on, silent or off.")
     alerts_predictive_warning: Mode = Field(default=Mode.ON, description="on, silent or off.")
     report_time: time = Field(default=time(8, 0), description="When the daily status is due.")
+    models_dir: Path | None = Field(
+        default=None,
+        description="A signal model directory (with card.json) or a folder of them; "
+        "unset: the shipped model.",
+    )
     nats_url: str | None = Field(default=None, description="nats://host:4222; unset: no relay.")
     nats_user: str | None = None
     nats_password: str | None = None

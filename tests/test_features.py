@@ -119,7 +119,7 @@ def test_every_feature_matches_its_written_definition() -> None:
         assert col["atr_ratio"][t] == pytest.approx(a[t] / tr[t - 95 : t + 1].mean(), rel=1e-9)
         signs = np.sign(c[t - 15 : t + 1] - c[t - 16 : t])
         pressure = (signs * v[t - 15 : t + 1]).sum() / v[t - 15 : t + 1].sum()
-        assert col["volume_pressure"][t] == pytest.approx(pressure, rel=1e-9, abs=1e-12)
+        assert col["signed_volume"][t] == pytest.approx(pressure, rel=1e-9, abs=1e-12)
     assert col["rsi_14"][N - 1] == pytest.approx(loop_rsi(list(c))[N - 1], rel=1e-9)
 
 
