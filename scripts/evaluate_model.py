@@ -1,6 +1,6 @@
 """Evaluate a signal model on other data: ``python -m scripts.evaluate_model --help``.
 
-Runtime dependencies only (onnxruntime, numpy). By default the shipped model on 180 days of
+Runtime dependencies only (onnxruntime, numpy). By default the shipped model on 300 days of
 the synthetic market after its training window; ``--candles FILE`` for your own candles.
 """
 

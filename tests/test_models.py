@@ -54,7 +54,7 @@ def shipped() -> OnnxSignalModel:
 @pytest.fixture(scope="module")
 def rows() -> np.ndarray:
     """Feature rows of the synthetic market after the shipped model's training window."""
-    market = SyntheticMarket(Clock(datetime(2025, 3, 1, tzinfo=UTC)))
+    market = SyntheticMarket(Clock(datetime(2026, 3, 1, tzinfo=UTC)))
     out = []
     for symbol in market.symbols:
         bars = market.ohlcv(symbol, M15, limit=1000)
@@ -286,7 +286,7 @@ def test_the_models_dir_setting_picks_a_model_or_the_newest_in_a_folder(tmp_path
 
 def test_a_generator_can_gate_the_last_closed_bar(shipped: OnnxSignalModel) -> None:
     """What the generator will do: features of each symbol's last closed bar, then infer."""
-    market = SyntheticMarket(Clock(datetime(2025, 2, 1, 12, 5, tzinfo=UTC)))
+    market = SyntheticMarket(Clock(datetime(2026, 2, 1, 12, 5, tzinfo=UTC)))
     last = []
     for symbol in market.symbols:
         batch = market.closed_candles(symbol, shipped.card.interval, limit=200)
@@ -307,7 +307,7 @@ def test_the_benchmark_prints_each_figure_beside_its_baseline(
 
 
 def test_evaluating_the_model_on_fresh_synthetic_days(capsys: pytest.CaptureFixture[str]) -> None:
-    assert evaluate_main(["--start", "2025-02-01", "--days", "20", "--json"]) == 0
+    assert evaluate_main(["--start", "2026-02-01", "--days", "20", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == load_model(model_directory()).card.version
     assert result["eval_rows"] > 5000 and result["eval_candidates"] > 50

@@ -132,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--candles", type=Path, help="a candle CSV (default: the synthetic market)")
     parser.add_argument("--interval", type=int, default=15, help="bar minutes (default 15)")
     parser.add_argument("--seed", type=int, default=7, help="synthetic market seed")
-    parser.add_argument("--start", default="2025-01-15", help="synthetic window start (UTC)")
-    parser.add_argument("--days", type=int, default=180, help="synthetic window days")
+    parser.add_argument("--start", default="2026-01-10", help="synthetic window start (UTC)")
+    parser.add_argument("--days", type=int, default=300, help="synthetic window days")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     try:
@@ -165,8 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         s = result[key]
         win = "-" if s["win_rate"] is None else f"{s['win_rate']:.3f}"
+        mean = "-" if s["mean_confidence"] is None else f"{s['mean_confidence']:.3f}"
         print(
             f"  {label:<20} {s['count']:>5} rows, {s['per_symbol_day']:.2f} per symbol-day, "
-            f"win rate {win}"
+            f"win rate {win}, mean confidence {mean}"
         )
     return 0

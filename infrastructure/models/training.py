@@ -4,7 +4,7 @@ the model card. Needs the ``train`` extra (scikit-learn, skl2onnx, onnx).
 The procedure (deterministic: fixed seed, one thread):
 
 1. rows = every bar with complete features and a known label, for every symbol;
-2. time segments: training (60 %), calibration (20 %), holdout (20 %), each purged of the
+2. time segments: training (50 %), calibration (30 %), holdout (20 %), each purged of the
    rows whose label reaches into the next one;
 3. each theory is a gradient-boosted classifier of P(up) on its own features; on the
    training segment, ``FOLDS`` expanding walk-forward folds (purge = the label horizon)
@@ -101,7 +101,7 @@ THEORY_MODEL: dict[str, Any] = {
 FOLDS = 4
 CALIBRATION_POINTS = 161
 MIN_CALIBRATION_ROWS = 100
-SEGMENTS = (0.6, 0.2, 0.2)
+SEGMENTS = (0.5, 0.3, 0.2)
 SHIPPED = Path(__file__).with_name("shipped")
 
 
