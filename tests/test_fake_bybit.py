@@ -67,9 +67,10 @@ def test_documented_signature_vectors() -> None:
 
     for method, payload in (("GET", "queryString"), ("POST", "jsonBodyString")):
         v = vectors[method]
-        assert signature(SECRET, v["timestamp"], KEY, v["recv_window"], v[payload]) == v[
-            "hmac_sha256_hex"
-        ]
+        assert (
+            signature(SECRET, v["timestamp"], KEY, v["recv_window"], v[payload])
+            == v["hmac_sha256_hex"]
+        )
 
 
 def _headers(timestamp: str, sign: str, key: str = KEY) -> dict[str, str]:
@@ -131,8 +132,13 @@ def test_pybit_signed_requests_pass_the_check(fake_bybit: FakeBybit) -> None:
 
     positions = session.get_positions(category="linear", symbol="BTCUSDT")
     order = session.place_order(
-        category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
-        qty="0.001", price="30000", orderLinkId="tw1-abc-e",
+        category="linear",
+        symbol="BTCUSDT",
+        side="Buy",
+        orderType="Limit",
+        qty="0.001",
+        price="30000",
+        orderLinkId="tw1-abc-e",
     )
 
     assert positions["retCode"] == 0 and order["result"]["orderLinkId"] == "tw1-abc-e"
@@ -147,8 +153,14 @@ def test_a_wrong_secret_or_key_is_refused(fake_bybit: FakeBybit) -> None:
     wrong_key = fake_bybit.pybit(api_key="OTHERKEY", api_secret=SECRET)
 
     with pytest.raises(InvalidRequestError) as bad_sign:
-        wrong_secret.place_order(category="linear", symbol="BTCUSDT", side="Buy",
-                                 orderType="Market", qty="0.001", orderLinkId="x")
+        wrong_secret.place_order(
+            category="linear",
+            symbol="BTCUSDT",
+            side="Buy",
+            orderType="Market",
+            qty="0.001",
+            orderLinkId="x",
+        )
     with pytest.raises(InvalidRequestError) as bad_key:
         wrong_key.get_positions(category="linear", symbol="BTCUSDT")
 

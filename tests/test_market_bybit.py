@@ -29,9 +29,9 @@ NOW = datetime(2024, 3, 1, 12, 7, 30, tzinfo=UTC)  # the fake's clock: inside th
 FORMING = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def connect(fake: FakeBybit, *, attempts: int = 4, timeout: float = 10.0) -> tuple[
-    BybitMarket, list[float]
-]:
+def connect(
+    fake: FakeBybit, *, attempts: int = 4, timeout: float = 10.0
+) -> tuple[BybitMarket, list[float]]:
     """A market on the fake whose backoff sleeps are recorded instead of slept."""
     sleeps: list[float] = []
     retry = Retry(attempts=attempts, sleep=sleeps.append, jitter=lambda: 0.5)

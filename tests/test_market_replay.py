@@ -32,8 +32,10 @@ def bars(symbol: str, count: int, *, start: datetime = T0, iso: bool = True) -> 
     lines = []
     for n in range(count):
         moment = start + n * IV
-        when = moment.isoformat().replace("+00:00", "Z") if iso else str(
-            int(moment.timestamp() * 1000)
+        when = (
+            moment.isoformat().replace("+00:00", "Z")
+            if iso
+            else str(int(moment.timestamp() * 1000))
         )
         price = 100 + n
         lines.append(f"{symbol},{when},{price},{price + 2},{price - 1},{price + 1},{10 + n}\n")
@@ -116,7 +118,10 @@ def test_instruments_built_in_overridden_and_default(tmp_path: Path) -> None:
 
     btc = market.instrument("BTCUSDT")
     assert (btc.tick_size, btc.qty_step, btc.min_order_qty, btc.min_notional) == (
-        0.1, 0.001, 0.001, 5.0
+        0.1,
+        0.001,
+        0.001,
+        5.0,
     )
     assert market.instrument("ETHUSDT") is mine
     assert market.instrument("SOLUSDT") == INSTRUMENTS["SOLUSDT"]

@@ -140,36 +140,28 @@ def test_a_candle_file_reads_iso_and_epoch_times_and_splits_at_gaps(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("row", "message"),
+    ("row", "column"),
     [
-        (
-            ("BTCUSDT", "2024-01-01 00:00:00", 1, 2, 0.5, 1, 1),
-            "line 2: open_time .* has no time zone",
-        ),
-        (("BTCUSDT", "yesterday", 1, 2, 0.5, 1, 1), "line 2: open_time 'yesterday' is neither"),
-        (("BTCUSDT", "1", 1, 2, 0.5, 1, 1), "line 2: open_time '1' is not a plausible time"),
-        (("BTCUSDT", "2024-01-01T00:07:00Z", 1, 2, 0.5, 1, 1), "not on the 0:15:00 grid"),
-        (("BTCUSDT", "2024-01-01T00:00:00Z", 1, 0.5, 0.4, 1, 1), "line 2: .*high or low"),
-        (("BTCUSDT", "2024-01-01T00:00:00Z", 1, 2, 0.5, "x", 1), "line 2: a price or volume"),
+        (("BTCUSDT", "yesterday", 1, 2, 0.5, 1, 1), "open_time"),
+        (("BTCUSDT", "2024-01-01T00:00:00Z", 1, 0.5, 0.4, 1, 1), "high"),
+        (("BTCUSDT", "2024-01-01T00:00:00Z", 1, 2, 0.5, "x", 1), "close"),
     ],
 )
-def test_a_bad_candle_file_is_a_one_line_error(
-    tmp_path: Path, row: tuple[str, str, float, float, float, float, float], message: str
+def test_a_bad_candle_file_is_the_replay_readers_one_line_error(
+    tmp_path: Path, row: tuple[str, str, float, float, float, float, float], column: str
 ) -> None:
     path = tmp_path / "bad.csv"
     write_csv(path, [row])
-    with pytest.raises(TrainingDataError, match=message):
+    with pytest.raises(TrainingDataError, match=f"bad.csv line 2, column {column}: ") as refused:
         read_candle_csv(path, M15)
+    assert "\n" not in str(refused.value)
 
 
-def test_duplicates_and_headers_are_refused(tmp_path: Path) -> None:
+def test_duplicates_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "dup.csv"
     bar = ("BTCUSDT", "2024-01-01T00:00:00Z", 1, 2, 0.5, 1, 1)
     write_csv(path, [bar, bar])
-    with pytest.raises(TrainingDataError, match="two bars at 2024-01-01T00:00:00"):
-        read_candle_csv(path, M15)
-    path.write_text("time,o,h,l,c,v\n")
-    with pytest.raises(TrainingDataError, match="the header must be"):
+    with pytest.raises(TrainingDataError, match="a second BTCUSDT bar at 2024-01-01T00:00:00"):
         read_candle_csv(path, M15)
 
 
@@ -210,4 +202,4 @@ def test_a_bad_file_is_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture
     path = tmp_path / "empty.csv"
     write_csv(path, [])
     assert main(["--candles", str(path), "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == "error: empty.csv has no candles"
+    assert capsys.readouterr().err.strip() == "error: empty.csv: holds no candles"

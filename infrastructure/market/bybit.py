@@ -61,9 +61,7 @@ def bybit_interval(interval: timedelta) -> str | None:
     return {timedelta(days=1): "D", timedelta(weeks=1): "W"}.get(interval)
 
 
-def bybit_session(
-    *, testnet: bool = False, url: str | None = None, timeout: float = 10.0
-) -> HTTP:
+def bybit_session(*, testnet: bool = False, url: str | None = None, timeout: float = 10.0) -> HTTP:
     """A pybit session for public market data (no keys), with pybit's own retries off.
 
     ``url`` replaces the base URL (a regional host, or a fake server in tests); ``timeout``
@@ -346,9 +344,7 @@ def _candle(symbol: str, interval: timedelta, row: Any) -> Candle:
     return candle
 
 
-def _merge(
-    symbol: str, bars: dict[datetime, Candle], page: list[Candle], cutoff: datetime
-) -> None:
+def _merge(symbol: str, bars: dict[datetime, Candle], page: list[Candle], cutoff: datetime) -> None:
     """Add the page's closed bars; an exact duplicate is dropped, a different one refused."""
     for candle in page:
         if candle.close_time > cutoff:

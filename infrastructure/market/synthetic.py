@@ -43,6 +43,7 @@ import numpy.typing as npt
 from application.ports import CandleBatch, Clock, MarketUnavailable
 from domain.candles import Candle, Instrument
 from domain.features import Ohlcv, linear_recursion
+from infrastructure.market.replay import INSTRUMENTS
 
 Floats = npt.NDArray[np.float64]
 
@@ -91,18 +92,12 @@ class SymbolProfile:
 
 
 PROFILES: Mapping[str, SymbolProfile] = {
-    # BTCUSDT: Bybit's published linear rules (the instruments-info example).
-    "BTCUSDT": SymbolProfile(
-        Instrument("BTCUSDT", 0.1, 0.001, 0.001, 5.0, 1190.0), 64_000.0, 0.028, 45.0
-    ),
-    # ETHUSDT and SOLUSDT: Bybit's linear rules for these symbols (tick, lot, minimums).
-    "ETHUSDT": SymbolProfile(
-        Instrument("ETHUSDT", 0.01, 0.01, 0.01, 5.0, 7240.0), 3_100.0, 0.03, 650.0
-    ),
-    "SOLUSDT": SymbolProfile(
-        Instrument("SOLUSDT", 0.01, 0.1, 0.1, 5.0, 79_770.0), 145.0, 0.032, 6_500.0
-    ),
+    "BTCUSDT": SymbolProfile(INSTRUMENTS["BTCUSDT"], 64_000.0, 0.028, 45.0),
+    "ETHUSDT": SymbolProfile(INSTRUMENTS["ETHUSDT"], 3_100.0, 0.03, 650.0),
+    "SOLUSDT": SymbolProfile(INSTRUMENTS["SOLUSDT"], 145.0, 0.032, 6_500.0),
 }
+"""The shipped symbols: Bybit's trading rules (the replay adapter's table), typical levels,
+daily volatility and volume per minute."""
 
 
 @dataclass(frozen=True, slots=True)

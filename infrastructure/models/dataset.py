@@ -7,9 +7,9 @@ numbers, so every symbol shares the same boundaries.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from domain.candles import Candle
 from domain.features import FEATURES, WARMUP_BARS, Ohlcv, atr, feature_matrix
 from domain.labels import LabelSpec, first_touch_up, trade_wins
+from infrastructure.market.replay import EARLIEST, CandleFileError, ReplayMarket
 from infrastructure.market.synthetic import SyntheticMarket
 
 Floats = npt.NDArray[np.float64]
@@ -32,8 +32,6 @@ SYNTHETIC_START = datetime(2024, 1, 8, tzinfo=UTC)
 """Where the shipped model's synthetic training window starts."""
 SYNTHETIC_DAYS = 728
 SYNTHETIC_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-CSV_COLUMNS = ("symbol", "open_time", "open", "high", "low", "close", "volume")
-EARLIEST = datetime(2009, 1, 3, tzinfo=UTC)
 
 
 class TrainingDataError(ValueError):
@@ -208,69 +206,20 @@ def synthetic_data(
     return TrainingData(f"synthetic seed={seed}", series, interval)
 
 
-def _parse_time(text: str, line: int) -> int:
-    text = text.strip()
-    if text.isdigit():
-        ms = int(text)
-    else:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise TrainingDataError(
-                f"line {line}: open_time {text!r} is neither ISO 8601 nor epoch milliseconds"
-            ) from None
-        if moment.tzinfo is None:
-            raise TrainingDataError(f"line {line}: open_time {text!r} has no time zone")
-        ms = round(moment.timestamp() * 1000)
-    if not (
-        EARLIEST.timestamp() * 1000 <= ms <= datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1000
-    ):
-        raise TrainingDataError(f"line {line}: open_time {text!r} is not a plausible time")
-    return ms
-
-
 def read_candle_csv(path: Path, interval: timedelta) -> list[Series]:
-    """A candle file (``symbol,open_time,open,high,low,close,volume`` with a header) as
-    series: sorted per symbol, split at gaps; a duplicate, an open time off the interval's
-    grid or an invalid bar is a one-line error naming the line."""
+    """A candle file, read and validated by the replay adapter (its format and one-line errors:
+    ``infrastructure.market.replay``), as one series per symbol and stretch without a gap."""
+    try:
+        market = ReplayMarket.from_file(path, interval)
+    except CandleFileError as error:
+        raise TrainingDataError(str(error)) from None
     step_ms = interval // timedelta(milliseconds=1)
-    rows: dict[str, list[tuple[int, float, float, float, float, float]]] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = [h.strip().lower() for h in next(reader, [])]
-        if tuple(header) != CSV_COLUMNS:
-            raise TrainingDataError(f"{path.name}: the header must be {','.join(CSV_COLUMNS)}")
-        for line, record in enumerate(reader, start=2):
-            if len(record) != len(CSV_COLUMNS):
-                raise TrainingDataError(f"line {line}: expected 7 columns, got {len(record)}")
-            symbol = record[0].strip().upper()
-            ms = _parse_time(record[1], line)
-            try:
-                o, h, lo, c, v = (float(x) for x in record[2:])
-            except ValueError:
-                raise TrainingDataError(f"line {line}: a price or volume is not a number") from None
-            when = datetime.fromtimestamp(ms / 1000, UTC)
-            problem = Candle(symbol, when, interval, o, h, lo, c, v).problem()
-            if problem:
-                raise TrainingDataError(f"line {line}: {problem}")
-            if ms % step_ms:
-                raise TrainingDataError(
-                    f"line {line}: open_time {when.isoformat()} is not on the {interval} grid"
-                )
-            rows.setdefault(symbol, []).append((ms, o, h, lo, c, v))
     series: list[Series] = []
-    for symbol in sorted(rows):
-        table = np.array(sorted(rows[symbol]), dtype=np.float64)
-        times = table[:, 0].astype(np.int64)
-        steps = np.diff(times)
-        if np.any(steps == 0):
-            at = datetime.fromtimestamp(times[1:][steps == 0][0] / 1000, UTC)
-            raise TrainingDataError(f"{symbol} has two bars at {at.isoformat()}")
-        cuts = np.flatnonzero(steps != step_ms) + 1
-        for chunk in np.split(np.arange(times.shape[0]), cuts):
-            t = table[chunk]
-            bars = Ohlcv(times[chunk], t[:, 1], t[:, 2], t[:, 3], t[:, 4], t[:, 5])
-            series.append(Series(symbol, bars))
-    if not series:
-        raise TrainingDataError(f"{path.name} has no candles")
+    for symbol in market.symbols:
+        batch = market.closed_candles(symbol, interval, start=EARLIEST, limit=sys.maxsize)
+        bars = Ohlcv.of(batch.candles)
+        cuts = np.flatnonzero(np.diff(bars.open_time) != step_ms) + 1
+        for chunk in np.split(np.arange(len(bars)), cuts):
+            part = Ohlcv(*(getattr(bars, f)[chunk] for f in Ohlcv.__slots__))
+            series.append(Series(symbol, part))
     return series

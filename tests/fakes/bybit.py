@@ -229,9 +229,7 @@ class FakeMarket:
         start = int(p.get("start", 0))
         end = min(int(p.get("end", self.now_ms)), self.now_ms)
         rows = [row for t, row in sorted((series or {}).items(), reverse=True) if start <= t <= end]
-        return envelope(
-            {"category": category, "symbol": symbol, "list": rows[:limit]}, self.now_ms
-        )
+        return envelope({"category": category, "symbol": symbol, "list": rows[:limit]}, self.now_ms)
 
     def instruments_info(self, request: Request) -> Reply:
         """``GET /v5/market/instruments-info``: linear instruments, by symbol or all."""
@@ -402,4 +400,3 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
-
