@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate
 
-from application.bookkeeping import Bookkeeper, ExitReader, KeptBook
+from application.bookkeeping import Bookkeeper, ExitReader, KeptBook, VoidedTrade
 from application.ledger import TradeLedger
-from application.process import TrackedProcess
+from application.process import FaultSink, TrackedProcess
 from domain.alert import Alert, AlertType, Mode, Severity, alert_uuid
 from domain.controller import CONTROLLER_ID, Controller
 from domain.controller_policy import Thresholds
+from domain.days import TradingDay
 from domain.early_warning import (
     consecutive_losses_warning,
     daily_loss_warning,
@@ -92,11 +93,12 @@ class AlertPolicy(TrackedProcess):
         books: Bookkeeper,
         figures: AlertFigures,
         settings: AlertSettings,
+        faults: FaultSink,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         page_size: int = 1000,
     ) -> None:
-        super().__init__(ledger, log, page_size)
+        super().__init__(ledger, log, faults, page_size)
         self._raised: set[str] = set()
         self.books = books
         self.kept = KeptBook(books)
@@ -128,10 +130,13 @@ class AlertPolicy(TrackedProcess):
             return self._signal(fact)
         if fact.kind == "Controller.StatusChanged":
             return self._controller(fact)
-        closed = exits.closed_trade(fact)
-        if closed is None:
+        change = exits.closed_trade(fact)
+        if change is None:
             return []
-        return self._predictive(fact, closed, book)
+        if isinstance(change, VoidedTrade):
+            book.remove(change.signal_id)
+            return []
+        return self._predictive(fact, change, book)
 
     def _signal(self, fact: Fact) -> list[_Draft]:
         s = fact.state
@@ -220,7 +225,7 @@ class AlertPolicy(TrackedProcess):
                 },
             )
         if daily_loss_warning(m.today_loss_pct, t.max_daily_loss):
-            day = now.astimezone(UTC).date().isoformat()
+            day = TradingDay.of(now, book.zone).day.isoformat()
             warn(
                 f"predictive:daily_loss:{day}",
                 f"today's loss {m.today_loss_pct:.2%}: RED past {t.max_daily_loss:.2%}",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -13,8 +15,21 @@ from domain.trade_book import ClosedTradeFact, TradeBook
 from domain.values import Direction
 from projections.facts import Fact, as_time
 
-EXIT_KINDS = ("Trade.ExitRecorded", "Trade.EntryCorrected")
-"""Events that can change a closed trade's P&L."""
+EXIT_KINDS = ("Trade.ExitRecorded", "Trade.ExitCorrected", "Trade.EntryCorrected", "Trade.Voided")
+"""Events that can change a closed trade's P&L, or take it out of the book."""
+
+
+@dataclass(frozen=True, slots=True)
+class VoidedTrade:
+    """A trade voided (entered in error): it leaves the book."""
+
+    signal_id: str
+    notification_id: int
+    at: datetime
+
+
+BookChange = ClosedTradeFact | VoidedTrade
+"""What a fact does to the book: a closed trade to put in it, or a trade to take out."""
 
 
 class ClosedTradesSource(Protocol):
@@ -36,27 +51,34 @@ class Bookkeeper:
         starting_balance: float,
         window: int,
         breakeven_pct: float,
+        zone: tzinfo = UTC,
     ) -> None:
         self.ledger = ledger
         self.trades = trades
         self.starting_balance = starting_balance
         self.window = window
         self.breakeven_pct = breakeven_pct
+        self.zone = zone
+        """The zone whose calendar days are "today" for the daily-loss rule."""
 
     def book(self, position: int) -> TradeBook:
         """The closed trades whose exits are at or before ``position``."""
-        return TradeBook.of(self.trades.closed_until(position), self.starting_balance, self.window)
+        return TradeBook.of(
+            self.trades.closed_until(position), self.starting_balance, self.window, self.zone
+        )
 
     def reader(self) -> ExitReader:
         """A reader of exits for one pass over the log."""
         return ExitReader(self)
 
-    def closed_trade(self, fact: Fact) -> ClosedTradeFact | None:
-        """The closed trade as of ``fact``, rebuilt from the event store."""
+    def closed_trade(self, fact: Fact) -> BookChange | None:
+        """What ``fact`` does to the book, the trade rebuilt from the event store."""
         if fact.kind not in EXIT_KINDS:
             return None
         trade: object = self.ledger.repository.get(UUID(fact.aggregate_id), version=fact.version)
         assert isinstance(trade, Trade)
+        if trade.voided:
+            return VoidedTrade(trade.signal_id, fact.id, fact.business_time)
         pnl = trade.pnl()
         if pnl is None or trade.exit is None:
             return None  # a correction of a still-open trade changes no measurement
@@ -110,8 +132,9 @@ class ExitReader:
         self.books = books
         self._trades: dict[str, dict[str, Any]] = {}
 
-    def closed_trade(self, fact: Fact) -> ClosedTradeFact | None:
-        """Note ``fact``; return the closed trade if it closed or re-priced one."""
+    def closed_trade(self, fact: Fact) -> BookChange | None:
+        """Note ``fact``; return the closed trade if it closed or re-priced one, or the
+        voided trade if it voided one."""
         s = fact.state
         if fact.kind == "Trade.EntryRecorded":
             self._trades[fact.aggregate_id] = {
@@ -128,6 +151,8 @@ class ExitReader:
         trade = self._trades.get(fact.aggregate_id)
         if trade is None:
             return self.books.closed_trade(fact)
+        if fact.kind == "Trade.Voided":
+            return VoidedTrade(trade["signal_id"], fact.id, as_time(s["at"]))
         if fact.kind == "Trade.EntryCorrected":
             trade.update(price=s["price"], qty=s["qty"], fee=s["fee"])
         else:

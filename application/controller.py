@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 
 from eventsourcing.domain import Aggregate
 
-from application.bookkeeping import Bookkeeper, KeptBook
+from application.bookkeeping import Bookkeeper, KeptBook, VoidedTrade
 from application.ledger import TradeLedger
-from application.process import TrackedProcess
+from application.process import FaultSink, TrackedProcess
 from domain.controller import CONTROLLER_ID, Controller
 from domain.controller_policy import Status, Thresholds, evaluate
+from domain.days import TradingDay
 from domain.events import Causation
 from domain.signal import Gate
 from projections.facts import EventLog, Fact
@@ -36,12 +37,13 @@ class ControllerProcess(TrackedProcess):
         ledger: TradeLedger,
         log: EventLog,
         books: Bookkeeper,
+        faults: FaultSink,
         *,
         thresholds: Thresholds,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         page_size: int = 1000,
     ) -> None:
-        super().__init__(ledger, log, page_size)
+        super().__init__(ledger, log, faults, page_size)
         self.books = books
         self.kept = KeptBook(books)
         self.thresholds = thresholds
@@ -67,17 +69,21 @@ class ControllerProcess(TrackedProcess):
         exits = self.books.reader()
 
         def handle(fact: Fact) -> Sequence[Aggregate]:
-            closed = exits.closed_trade(fact)
-            if closed is None:
+            change = exits.closed_trade(fact)
+            if change is None:
                 self.kept.handled(fact.id)
                 return ()
             self.kept.handling()
-            book.put(closed)
+            if isinstance(change, VoidedTrade):
+                if not book.remove(change.signal_id):
+                    self.kept.handled(fact.id)
+                    return ()  # an open trade voided: no measurement changes
+                at = change.at
+            else:
+                book.put(change)
+                at = change.exit_time
             decision = evaluate(
-                book.measurements(closed.exit_time),
-                controller.state,
-                closed.exit_time,
-                self.thresholds,
+                book.measurements(at), controller.state, at, self.thresholds, self.books.zone
             )
             cause = Causation(fact.state["correlation_id"], fact.event_id)
             changed = controller.decide(
@@ -89,21 +95,24 @@ class ControllerProcess(TrackedProcess):
         return handle
 
     def after_events(self) -> None:
-        """At a new UTC day, let a RED held by the cool-down go."""
+        """At a new day (of the configured zone), let a RED held by the cool-down go."""
         controller = self.controller()
         state = controller.state
         now = self.clock()
         held_since = state.last_red_at or state.red_since
         if state.status is not Status.RED or state.paused or held_since is None:
             return
-        if now.astimezone(UTC).date() <= held_since.astimezone(UTC).date():
+        today = TradingDay.of(now, self.books.zone).day
+        if today <= TradingDay.of(held_since, self.books.zone).day:
             return
-        self.reconsider(controller, now, f"clock:{now.astimezone(UTC).date().isoformat()}")
+        self.reconsider(controller, now, f"clock:{today.isoformat()}")
 
     def reconsider(self, controller: Controller, now: datetime, cause_id: str) -> int:
         """Evaluate on the latest numbers (after a resume or at a day boundary)."""
         book = self.kept.at(self.position())
-        decision = evaluate(book.measurements(now), controller.state, now, self.thresholds)
+        decision = evaluate(
+            book.measurements(now), controller.state, now, self.thresholds, self.books.zone
+        )
         cause = Causation(str(CONTROLLER_ID), cause_id)
         if not controller.decide(decision, [], [cause_id], cause, self.thresholds):
             return 0

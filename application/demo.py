@@ -123,15 +123,16 @@ def record(
     count = 0
     for item in history:
         cause = Causation.command("demo", str(signal_uuid(item.draft.signal_id)))
-        signal = Signal.record(item.draft, ledger.gate_in_force(), cause)
+        now = ledger.clock()
+        signal = Signal.record(item.draft, ledger.gate_in_force(), cause, now=now)
         pending.append(signal)
         if item.skipped:
-            signal.skip("outside trading hours", item.draft.at, cause)
+            signal.skip("outside trading hours", item.draft.at, cause, now=now)
         elif item.entry is not None and (item.force_if_blocked or not signal.gate.blocked):
-            trade = Trade.enter(signal, item.entry, cause, forced=item.force_if_blocked)
+            trade = Trade.enter(signal, item.entry, cause, now=now, forced=item.force_if_blocked)
             if item.exit_price is not None and item.exit_at is not None:
                 trade.record_exit(
-                    item.exit_price, item.exit_fee, item.exit_reason, item.exit_at, cause
+                    item.exit_price, item.exit_fee, item.exit_reason, item.exit_at, cause, now=now
                 )
             pending.append(trade)
         count += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -50,6 +50,8 @@ class TradeLedger(Application[Any]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self.gate_in_force: Callable[[], Gate] = Gate
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        """The application's clock: no fact may be dated more than a few minutes past it."""
 
     def construct_recorder(self) -> ProcessRecorder:
         """A process recorder, so that processes can save events with their tracking."""
@@ -86,16 +88,18 @@ class TradeLedger(Application[Any]):
 
     # Commands -------------------------------------------------------------------
 
-    def record_signal(self, draft: SignalDraft) -> CommandResult:
-        """Record a signal. The same id with the same facts again is a no-op."""
+    def record_signal(self, draft: SignalDraft, *, timed: bool = True) -> CommandResult:
+        """Record a signal. The same id with the same facts again is a no-op; ``timed``: the
+        draft's time was given (not the moment of the command), so it must match too."""
 
         def attempt() -> Sequence[Aggregate]:
             existing = self.find(signal_uuid(draft.signal_id))
             if isinstance(existing, Signal):
-                existing.check_same_as(draft)
+                existing.check_same_as(draft, timed=timed)
                 return ()
             correlation = str(signal_uuid(draft.signal_id))
-            return (Signal.record(draft, self.gate_in_force(), _command("signal", correlation)),)
+            cause = _command("signal", correlation)
+            return (Signal.record(draft, self.gate_in_force(), cause, now=self.clock()),)
 
         return self._run(draft.signal_id, attempt)
 
@@ -104,7 +108,7 @@ class TradeLedger(Application[Any]):
 
         def attempt() -> Sequence[Aggregate]:
             signal = self.signal(signal_id)
-            signal.skip(reason, at, _command("skip", str(signal.id)))
+            signal.skip(reason, at, _command("skip", str(signal.id)), now=self.clock())
             return (signal,)
 
         return self._run(signal_id, attempt)
@@ -118,18 +122,37 @@ class TradeLedger(Application[Any]):
                 raise DomainError(
                     f"signal {signal_id} already has an entry; use 'entry --correct' to fix it"
                 )
-            trade = Trade.enter(signal, fill, _command("entry", str(signal.id)), forced=force)
+            cause = _command("entry", str(signal.id))
+            trade = Trade.enter(signal, fill, cause, now=self.clock(), forced=force)
             return (signal, trade)
 
         return self._run(signal_id, attempt)
 
-    def correct_entry(self, signal_id: str, fill: Fill, reason: str) -> CommandResult:
-        """Record the right entry of a trade; the wrong one stays in history."""
+    def correct_entry(
+        self,
+        signal_id: str,
+        reason: str,
+        *,
+        price: float | None = None,
+        qty: float | None = None,
+        fee: float | None = None,
+        at: datetime | None = None,
+    ) -> CommandResult:
+        """Record the right entry of a trade, changing only what is given; the wrong one
+        stays in history."""
 
         def attempt() -> Sequence[Aggregate]:
+            signal = self.signal(signal_id)
             trade = self._open_or_closed_trade(signal_id)
             trade.correct_entry(
-                fill, reason, _command("entry.correct", str(signal_uuid(signal_id)))
+                reason,
+                _command("entry.correct", str(signal.id)),
+                now=self.clock(),
+                signal_at=signal.at,
+                price=price,
+                qty=qty,
+                fee=fee,
+                at=at,
             )
             return (trade,)
 
@@ -142,7 +165,49 @@ class TradeLedger(Application[Any]):
 
         def attempt() -> Sequence[Aggregate]:
             trade = self._open_or_closed_trade(signal_id)
-            trade.record_exit(price, fee, reason, at, _command("exit", str(signal_uuid(signal_id))))
+            cause = _command("exit", str(signal_uuid(signal_id)))
+            trade.record_exit(price, fee, reason, at, cause, now=self.clock())
+            return (trade,)
+
+        return self._run(signal_id, attempt)
+
+    def correct_exit(
+        self,
+        signal_id: str,
+        reason: str,
+        *,
+        price: float | None = None,
+        fee: float | None = None,
+        exit_reason: str | None = None,
+        at: datetime | None = None,
+    ) -> CommandResult:
+        """Record the right exit of a trade, changing only what is given; the wrong one
+        stays in history."""
+
+        def attempt() -> Sequence[Aggregate]:
+            trade = self._open_or_closed_trade(signal_id)
+            trade.correct_exit(
+                reason,
+                _command("exit.correct", str(signal_uuid(signal_id))),
+                now=self.clock(),
+                price=price,
+                fee=fee,
+                exit_reason=exit_reason,
+                at=at,
+            )
+            return (trade,)
+
+        return self._run(signal_id, attempt)
+
+    def void_trade(self, signal_id: str, reason: str) -> CommandResult:
+        """Record that a signal's trade was entered in error: it stays in history and the
+        audit trail, and leaves every metric."""
+
+        def attempt() -> Sequence[Aggregate]:
+            trade = self._open_or_closed_trade(signal_id)
+            trade.void(
+                reason, _command("trade.void", str(signal_uuid(signal_id))), now=self.clock()
+            )
             return (trade,)
 
         return self._run(signal_id, attempt)
@@ -166,9 +231,10 @@ class TradeLedger(Application[Any]):
         )
 
         def attempt() -> Sequence[Aggregate]:
-            correlation = str(signal_uuid(draft.signal_id))
-            signal = Signal.record(draft, self.gate_in_force(), _command("entry", correlation))
-            trade = Trade.enter(signal, fill, _command("entry", correlation), forced=force)
+            cause = _command("entry", str(signal_uuid(draft.signal_id)))
+            now = self.clock()
+            signal = Signal.record(draft, self.gate_in_force(), cause, now=now)
+            trade = Trade.enter(signal, fill, cause, now=now, forced=force)
             return (signal, trade)
 
         return self._run(draft.signal_id, attempt)

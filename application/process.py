@@ -5,12 +5,16 @@ which are saved in one transaction with the fact's position (eventsourcing's pro
 recorder). A crash before that commit reprocesses the fact; a crash after it does not.
 Two processes of the same name racing conflict on the aggregates they change, and the
 loser starts again from the winner's position.
+
+A fact the process cannot handle (an event stored without the domain's checks) is noted
+with the :class:`FaultSink` and passed over: what the facts before it caused is saved,
+and a fresh pass starts after it, so one event never stops the controller or the alerts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import RecordConflictError, Tracking
@@ -18,8 +22,17 @@ from eventsourcing.persistence import RecordConflictError, Tracking
 from application.ledger import TradeLedger
 from domain.errors import ConflictError
 from projections.facts import EventLog, Fact
+from projections.faults import UNREADABLE
 
 ATTEMPTS = 5
+
+
+class FaultSink(Protocol):
+    """Where a process notes a fact it could not handle."""
+
+    def record(self, reader: str, fact: Fact, error: BaseException) -> None:
+        """Note that ``reader`` left ``fact`` out because of ``error``."""
+        ...
 
 
 class TrackedProcess:
@@ -27,9 +40,12 @@ class TrackedProcess:
 
     name = "process"
 
-    def __init__(self, ledger: TradeLedger, log: EventLog, page_size: int = 1000) -> None:
+    def __init__(
+        self, ledger: TradeLedger, log: EventLog, faults: FaultSink, page_size: int = 1000
+    ) -> None:
         self.ledger = ledger
         self.log = log
+        self.faults = faults
         self.page_size = page_size
         self.recorded = 0
 
@@ -59,23 +75,36 @@ class TrackedProcess:
         The events a page of facts caused and the position of its last fact are saved in
         one transaction: after a crash the whole page is handled again, never half of it.
         """
-        position = self.position()
-        if position >= self.log.last_id():
-            return
+        while self.position() < self.log.last_id() and not self._pass(self.position()):
+            pass  # a fact was passed over: start again after it, with fresh state
+
+    def _pass(self, position: int) -> bool:
+        """Follow the log from ``position``; False when a fact could not be handled (it is
+        noted, and the position moves past it)."""
         handle = self.handler(position)
         while facts := self.log.read(position, self.page_size):
             events: list[Any] = []
             changes = 0
             for fact in facts:
-                changed = handle(fact)
+                try:
+                    changed = handle(fact)
+                except UNREADABLE as error:
+                    self.faults.record(self.name, fact, error)
+                    self._save(events, changes, fact.id)
+                    return False
                 events += [event for aggregate in changed for event in aggregate.collect_events()]
                 changes += len(changed)
             position = facts[-1].id
-            if events:
-                self.ledger.events.put(events, tracking=Tracking(self.name, position))
-                self.recorded += changes
-            else:
-                self.ledger.tracking.insert_tracking(Tracking(self.name, position))
+            self._save(events, changes, position)
+        return True
+
+    def _save(self, events: list[Any], changes: int, position: int) -> None:
+        """Save ``events`` with the tracking position, in one transaction."""
+        if events:
+            self.ledger.events.put(events, tracking=Tracking(self.name, position))
+            self.recorded += changes
+        else:
+            self.ledger.tracking.insert_tracking(Tracking(self.name, position))
 
     def handler(self, position: int) -> Callable[[Fact], Sequence[Aggregate]]:
         """A function from a fact to the aggregates it changed, starting after ``position``."""

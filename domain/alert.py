@@ -14,7 +14,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.events import Causation, TracedCreated
-from domain.values import text, utc
+from domain.values import clean_text, utc
 
 ALERT_NAMESPACE = uuid5(NAMESPACE_URL, "https://tradewatch.invalid/alert")
 MAX_TEXT = 4000
@@ -101,7 +101,7 @@ class Alert(Aggregate):
             key=key,
             type=type_.value,
             severity=severity.value,
-            title=text("title", title, max_length=200),
+            title=clean_text("title", title, max_length=200),
             text=body if len(body) <= MAX_TEXT else body[: MAX_TEXT - 1] + "…",
             data=data,
             causes=causes,

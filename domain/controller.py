@@ -24,7 +24,7 @@ from domain.controller_policy import (
 from domain.errors import DomainError
 from domain.events import Causation, TracedCreated, TracedEvent, event_id
 from domain.signal import Gate
-from domain.values import text, utc
+from domain.values import clean_text, utc
 
 CONTROLLER_ID: UUID = uuid5(NAMESPACE_URL, "https://tradewatch.invalid/controller")
 
@@ -160,8 +160,8 @@ class Controller(Aggregate):
             raise DomainError(f"trading is already paused by {pause_.by}: {pause_.reason}")
         self.trigger_event(
             self.Paused,
-            by=text("who", by),
-            reason=text("reason", reason, max_length=500),
+            by=clean_text("who", by),
+            reason=clean_text("reason", reason, max_length=500),
             at=utc(at),
             **causation.fields(),
         )
@@ -172,8 +172,8 @@ class Controller(Aggregate):
             raise DomainError(f"nothing to resume: the controller is {self.status.value}")
         self.trigger_event(
             self.Resumed,
-            by=text("who", by),
-            reason=text("reason", reason, max_length=500),
+            by=clean_text("who", by),
+            reason=clean_text("reason", reason, max_length=500),
             at=utc(at),
             **causation.fields(),
         )

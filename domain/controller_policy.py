@@ -1,16 +1,19 @@
 """The traffic-light controller: a pure policy that sizes trading from recent results.
 
 GREEN trades at full size, YELLOW at reduced size, RED stops trading. RED holds until the next
-UTC day (the cool-down) or a manual resume; a manual pause forces RED until resumed.
+day (the cool-down; days are calendar days of the configured time zone, see
+:mod:`domain.days`) or a manual resume; a manual pause forces RED until resumed.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from typing import Literal
+
+from domain.days import TradingDay
 
 Comparison = Literal["<", ">", ">="]
 
@@ -105,7 +108,7 @@ class Measurements:
 
     ``win_rate_last_20`` is the win rate over the last ``window`` closed trades (None when there
     are none) and ``sample_size`` the number of trades behind it. ``today_pnl_fraction`` is today's
-    P&L as a fraction of equity at the start of the UTC day (-0.05 is a 5 % loss). ``drawdown`` is
+    P&L as a fraction of equity at the start of the day (-0.05 is a 5 % loss). ``drawdown`` is
     the current fall of equity from its peak as a positive fraction (None without equity history).
     """
 
@@ -185,7 +188,7 @@ class ControllerState:
     """What the policy remembers between evaluations; the default is the initial GREEN state.
 
     ``red_since`` is when the current RED spell began. ``last_red_at`` is the last time a rule
-    (not the cool-down) decided RED; the cool-down holds RED through that UTC day.
+    (not the cool-down) decided RED; the cool-down holds RED through that day.
     """
 
     status: Status = Status.GREEN
@@ -235,8 +238,10 @@ def evaluate(
     state: ControllerState,
     now: datetime,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    zone: tzinfo = UTC,
 ) -> Decision:
-    """Decide the traffic light from the measurements and the remembered state."""
+    """Decide the traffic light from the measurements and the remembered state; the
+    cool-down counts days in ``zone``."""
     now = _require_aware(now, "now")
     m, t = measurements, thresholds
     rules = [
@@ -248,7 +253,7 @@ def evaluate(
         _pause_rule(state.pause),
     ]
     red_by_rules = any(rule.fired and rule.severity is Status.RED for rule in rules)
-    rules.append(_cool_down_rule(state, now, red_by_rules))
+    rules.append(_cool_down_rule(state, now, red_by_rules, zone))
     status = max(
         (rule.severity for rule in rules if rule.fired),
         key=_SEVERITY_RANK.__getitem__,
@@ -342,16 +347,18 @@ def _pause_rule(action: ManualAction | None) -> RuleResult:
     return RuleResult("manual_pause", Status.RED, RuleState.FIRED, detail=detail)
 
 
-def _cool_down_rule(state: ControllerState, now: datetime, red_by_rules: bool) -> RuleResult:
+def _cool_down_rule(
+    state: ControllerState, now: datetime, red_by_rules: bool, zone: tzinfo
+) -> RuleResult:
     last_red, red_since = state.last_red_at, state.red_since
     if (
         red_by_rules
         or last_red is None
         or red_since is None
-        or now.date() > last_red.astimezone(UTC).date()
+        or TradingDay.of(now, zone).day > TradingDay.of(last_red, zone).day
     ):
         return RuleResult("cool_down", Status.RED, RuleState.OK, detail="not holding")
-    detail = f"red since {_minute(red_since)}, holds until next UTC day or resume"
+    detail = f"red since {_minute(red_since)}, holds until next {zone} day or resume"
     return RuleResult("cool_down", Status.RED, RuleState.HELD, detail=detail)
 
 

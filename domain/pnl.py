@@ -6,14 +6,22 @@ the V7 plan's ``exit - entry`` turned every short winner into a loser.
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from domain.errors import DomainError
 from domain.values import Direction
 
 DEFAULT_BREAKEVEN_PCT = 0.5
 """A trade within ±0.5 % (net) of its entry is a breakeven, as in the V7 plan."""
+
+OUTCOME_DECIMALS = 9
+"""The outcome is decided on ``pnl_pct`` rounded to this many decimals (1e-9 percentage
+points), so float noise such as 0.5000000000000004 cannot turn a breakeven into a win:
+the same economic result is the same outcome at every price level."""
 
 
 class Outcome(StrEnum):
@@ -49,17 +57,30 @@ def price_return(direction: Direction, entry: float, exit_price: float) -> float
 def trade_pnl(
     direction: Direction, entry: float, exit_price: float, qty: float = 1.0, fees: float = 0.0
 ) -> TradePnl:
-    """P&L of a trade of ``qty`` units, net of ``fees`` (an amount in quote currency)."""
-    gross = price_return(direction, entry, exit_price) * entry * qty
+    """P&L of a trade of ``qty`` units, net of ``fees`` (an amount in quote currency).
+
+    Raises ``DomainError`` when the entry notional is not a positive normal float or a
+    result is not finite: such a trade has no P&L (the validators keep them out of the
+    ledger; this guards what reads events stored without them).
+    """
+    notional = entry * qty
+    if not (math.isfinite(notional) and notional >= sys.float_info.min):
+        raise DomainError(f"the entry notional {notional!r} is not a positive normal number")
+    gross = price_return(direction, entry, exit_price) * notional
     net = gross - fees
-    return TradePnl(gross_quote=gross, net_quote=net, pct=net / (entry * qty) * 100.0)
+    pct = net / notional * 100.0
+    if not (math.isfinite(gross) and math.isfinite(net) and math.isfinite(pct)):
+        raise DomainError(f"the P&L of entry {entry!r} and exit {exit_price!r} is not finite")
+    return TradePnl(gross_quote=gross, net_quote=net, pct=pct)
 
 
 def classify(pnl_pct: float, breakeven_pct: float = DEFAULT_BREAKEVEN_PCT) -> Outcome:
-    """``win`` above ``+breakeven_pct``, ``loss`` below ``−breakeven_pct``, else ``breakeven``."""
-    if pnl_pct > breakeven_pct:
+    """``win`` above ``+breakeven_pct``, ``loss`` below ``−breakeven_pct``, else ``breakeven``,
+    judged on ``pnl_pct`` rounded to :data:`OUTCOME_DECIMALS` decimals."""
+    rounded = round(pnl_pct, OUTCOME_DECIMALS)
+    if rounded > breakeven_pct:
         return Outcome.WIN
-    if pnl_pct < -breakeven_pct:
+    if rounded < -breakeven_pct:
         return Outcome.LOSS
     return Outcome.BREAKEVEN
 

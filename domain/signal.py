@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +12,21 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import ConflictError, DomainError
 from domain.events import Causation, TracedCreated, TracedEvent
-from domain.values import Direction, fraction, positive_price, text, utc
+from domain.values import (
+    MAX_PRICE,
+    MAX_THEORIES,
+    Direction,
+    clean_text,
+    not_ahead,
+    not_before,
+    optional_text,
+    plausible_time,
+    recorded_time,
+    valid_fraction,
+    valid_price,
+    valid_quantity,
+    valid_score,
+)
 
 SIGNAL_NAMESPACE = uuid5(NAMESPACE_URL, "https://tradewatch.invalid/signal")
 MANUAL_SOURCE = "manual"
@@ -56,16 +69,29 @@ class SignalDraft:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "signal_id", text("signal id", self.signal_id, max_length=100))
-        set_(self, "symbol", text("symbol", self.symbol, max_length=40).upper())
-        set_(self, "source", text("source", self.source, max_length=60))
-        set_(self, "at", utc(self.at))
+        set_(self, "signal_id", clean_text("signal id", self.signal_id, max_length=100))
+        set_(self, "symbol", clean_text("symbol", self.symbol, max_length=40).upper())
+        set_(self, "source", clean_text("source", self.source, max_length=60))
+        set_(self, "at", recorded_time("signal time", self.at))
+        set_(self, "timeframe", optional_text("timeframe", self.timeframe, max_length=20))
+        set_(
+            self,
+            "model_version",
+            optional_text("model version", self.model_version, max_length=100),
+        )
+        set_(
+            self,
+            "inputs_digest",
+            optional_text("inputs digest", self.inputs_digest, max_length=200),
+        )
         if self.confidence is not None:
-            set_(self, "confidence", fraction("confidence", self.confidence))
-        for name in ("entry_low", "entry_high", "stop_loss", "take_profit", "position_size"):
+            set_(self, "confidence", valid_fraction("confidence", self.confidence))
+        for name in ("entry_low", "entry_high", "stop_loss", "take_profit"):
             value = getattr(self, name)
             if value is not None:
-                set_(self, name, positive_price(name.replace("_", " "), value))
+                set_(self, name, valid_price(name.replace("_", " "), value))
+        if self.position_size is not None:
+            set_(self, "position_size", valid_quantity("position size", self.position_size))
         if (self.entry_low is None) != (self.entry_high is None):
             set_(self, "entry_low", self.entry_low or self.entry_high)
             set_(self, "entry_high", self.entry_high or self.entry_low)
@@ -77,10 +103,8 @@ class SignalDraft:
             raise DomainError(
                 f"entry zone low {self.entry_low} is above its high {self.entry_high}"
             )
-        for name, score in self.theories.items():
-            text("theory name", name, max_length=80)
-            if isinstance(score, bool) or not math.isfinite(float(score)):
-                raise DomainError(f"theory {name!r} score must be a finite number, got {score}")
+        set_(self, "theories", _theories(self.theories))
+        set_(self, "quality_gates", _gates(self.quality_gates))
         self.check_levels_against(self.entry_low, self.entry_high)
 
     def check_levels_against(self, low: float | None, high: float | None) -> None:
@@ -103,13 +127,41 @@ class SignalDraft:
             "position_size": self.position_size,
             "timeframe": self.timeframe,
             "model_version": self.model_version,
-            "theories": {k: float(v) for k, v in self.theories.items()},
+            "theories": dict(self.theories),
             "inputs_digest": self.inputs_digest,
             "quality_gates": {
                 k: {"value": g.value, "threshold": g.threshold, "passed": g.passed}
                 for k, g in self.quality_gates.items()
             },
         }
+
+
+def _theories(theories: Mapping[str, float]) -> dict[str, float]:
+    """Theory scores: at most :data:`MAX_THEORIES`, clean names, scores within ±1e6."""
+    if len(theories) > MAX_THEORIES:
+        raise DomainError(f"a signal carries at most {MAX_THEORIES} theories, not {len(theories)}")
+    checked: dict[str, float] = {}
+    for name, value in theories.items():
+        key = clean_text("theory name", name, max_length=80)
+        if key in checked:
+            raise DomainError(f"theory {key!r} is given twice")
+        checked[key] = valid_score(f"theory {key!r} score", value)
+    return checked
+
+
+def _gates(gates: Mapping[str, QualityGate]) -> dict[str, QualityGate]:
+    """Quality gates: at most :data:`MAX_THEORIES`, clean names, finite values."""
+    if len(gates) > MAX_THEORIES:
+        raise DomainError(f"a signal carries at most {MAX_THEORIES} quality gates")
+    checked: dict[str, QualityGate] = {}
+    for name, gate in gates.items():
+        key = clean_text("quality gate name", name, max_length=80)
+        checked[key] = QualityGate(
+            value=valid_score(f"quality gate {key!r} value", gate.value, MAX_PRICE),
+            threshold=valid_score(f"quality gate {key!r} threshold", gate.threshold, MAX_PRICE),
+            passed=bool(gate.passed),
+        )
+    return checked
 
 
 def check_levels(
@@ -240,8 +292,14 @@ class Signal(Aggregate):
         return signal_uuid(signal_id)
 
     @classmethod
-    def record(cls, draft: SignalDraft, gate: Gate, causation: Causation) -> Signal:
-        """Record a signal; one from a model (with a model version) is ``Generated``."""
+    def record(
+        cls, draft: SignalDraft, gate: Gate, causation: Causation, *, now: datetime
+    ) -> Signal:
+        """Record a signal; one from a model (with a model version) is ``Generated``.
+
+        Refused when the signal is dated ahead of ``now`` (the application's clock).
+        """
+        not_ahead("signal time", draft.at, now)
         generated = draft.model_version is not None and draft.source != MANUAL_SOURCE
         event_class = cls.Generated if generated else cls.Recorded
         return cls._create(
@@ -264,6 +322,12 @@ class Signal(Aggregate):
         return str(self.facts["signal_id"])
 
     @property
+    def at(self) -> datetime:
+        """When the signal was issued."""
+        moment: datetime = self.facts["at"]
+        return moment
+
+    @property
     def direction(self) -> Direction:
         """Long or short."""
         return Direction(self.facts["direction"])
@@ -283,10 +347,14 @@ class Signal(Aggregate):
         """Whether the trader chose not to trade it."""
         return self.skip_reason is not None
 
-    def check_same_as(self, draft: SignalDraft) -> None:
-        """Refuse a retry of this signal's id that carries different facts."""
+    def check_same_as(self, draft: SignalDraft, *, timed: bool = True) -> None:
+        """Refuse a retry of this signal's id that carries different facts; with ``timed``
+        (the draft's time was given, not the moment of the command) its time is one of them."""
         new = draft.facts()
-        differing = [key for key in _COMPARED_FACTS if self.facts[key] != new[key]]
+        compared = ("at", *_COMPARED_FACTS) if timed else _COMPARED_FACTS
+        differing = [
+            "time" if key == "at" else key for key in compared if self.facts[key] != new[key]
+        ]
         if differing:
             raise ConflictError(
                 f"signal {self.signal_id} is already recorded with a different "
@@ -296,18 +364,21 @@ class Signal(Aggregate):
     def mark_traded(self, at: datetime, causation: Causation) -> None:
         """Record that the signal was entered; saved with the entry, so that a concurrent
         skip conflicts on this signal instead of both succeeding."""
-        self.trigger_event(self.Traded, at=utc(at), **causation.fields())
+        self.trigger_event(self.Traded, at=recorded_time("entry time", at), **causation.fields())
 
-    def skip(self, reason: str, at: datetime, causation: Causation) -> None:
-        """Mark the signal as not traded; refused once it has a trade or was skipped."""
+    def skip(self, reason: str, at: datetime, causation: Causation, *, now: datetime) -> None:
+        """Mark the signal as not traded; refused once it has a trade or was skipped, or when
+        ``at`` is before the signal or ahead of ``now``."""
         if self.traded:
             raise DomainError(f"signal {self.signal_id} is already traded and cannot be skipped")
         if self.skipped:
             raise DomainError(f"signal {self.signal_id} is already skipped")
+        skipped_at = plausible_time("skip time", at, now)
+        not_before("skip time", skipped_at, "signal time", self.at)
         self.trigger_event(
             self.Skipped,
-            reason=text("reason", reason, max_length=500),
-            at=utc(at),
+            reason=clean_text("reason", reason, max_length=500),
+            at=skipped_at,
             **causation.fields(),
         )
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, tzinfo
 
 import numpy as np
 import numpy.typing as npt
 
 from domain.controller_policy import Measurements
+from domain.days import TradingDay
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -29,13 +30,14 @@ class TradeBook:
 
     Definitions match ``docs/metrics.md``: the win rate over the last ``window`` closed
     trades, the current run of losses (breakevens break it), today's P&L as a fraction of
-    equity at the start of the UTC day, and the drawdown of equity from its running peak,
-    the starting balance counting as the first peak.
+    equity at the start of the day (a calendar day of ``zone``, :mod:`domain.days`), and the
+    drawdown of equity from its running peak, the starting balance counting as the first peak.
     """
 
-    def __init__(self, starting_balance: float, window: int = 20) -> None:
+    def __init__(self, starting_balance: float, window: int = 20, zone: tzinfo = UTC) -> None:
         self.starting_balance = starting_balance
         self.window = window
+        self.zone = zone
         self._trades: list[ClosedTradeFact] = []
         self._pnls: npt.NDArray[np.float64] = np.empty(0)
         self._by_signal: dict[str, ClosedTradeFact] = {}
@@ -45,10 +47,14 @@ class TradeBook:
 
     @classmethod
     def of(
-        cls, trades: Iterable[ClosedTradeFact], starting_balance: float, window: int = 20
+        cls,
+        trades: Iterable[ClosedTradeFact],
+        starting_balance: float,
+        window: int = 20,
+        zone: tzinfo = UTC,
     ) -> TradeBook:
         """A book holding ``trades`` (the latest fact of each signal), built in one pass."""
-        book = cls(starting_balance, window)
+        book = cls(starting_balance, window, zone)
         latest: dict[str, ClosedTradeFact] = {}
         for trade in trades:
             known = latest.get(trade.signal_id)
@@ -62,14 +68,8 @@ class TradeBook:
         return book
 
     def put(self, trade: ClosedTradeFact) -> None:
-        """Add a closed trade, or replace it after its entry was corrected."""
-        old = self._by_signal.pop(trade.signal_id, None)
-        if old is not None:
-            index = bisect.bisect_left(self._trades, old)
-            del self._trades[index]
-            self._pnls = np.delete(self._pnls, index)
-            self._equity -= old.pnl_quote
-            self._peak_stale = True
+        """Add a closed trade, or replace it after its entry or exit was corrected."""
+        self.remove(trade.signal_id)
         at_end = not self._trades or trade >= self._trades[-1]
         index = bisect.bisect_right(self._trades, trade)
         self._trades.insert(index, trade)
@@ -81,12 +81,24 @@ class TradeBook:
         else:
             self._peak_stale = True
 
+    def remove(self, signal_id: str) -> bool:
+        """Take a trade out (it was voided); returns whether the book held it."""
+        old = self._by_signal.pop(signal_id, None)
+        if old is None:
+            return False
+        index = bisect.bisect_left(self._trades, old)
+        del self._trades[index]
+        self._pnls = np.delete(self._pnls, index)
+        self._equity -= old.pnl_quote
+        self._peak_stale = True
+        return True
+
     def recent_wins(self) -> list[bool]:
         """The last ``window`` closed trades, oldest first: True for a win."""
         return [t.outcome == "win" for t in self._trades[-self.window :]]
 
     def measurements(self, now: datetime) -> Measurements:
-        """The policy's inputs as of ``now`` (its UTC day is "today")."""
+        """The policy's inputs as of ``now`` (its day in the book's zone is "today")."""
         recent = self._trades[-self.window :]
         wins = sum(t.outcome == "win" for t in recent)
         losses = 0
@@ -94,13 +106,12 @@ class TradeBook:
             if trade.outcome != "loss":
                 break
             losses += 1
-        day_start = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
-        day_end = day_start + timedelta(days=1)
+        day = TradingDay.of(now, self.zone)
         today = later = 0.0
         for trade in reversed(self._trades):
-            if trade.exit_time < day_start:
+            if trade.exit_time < day.start:
                 break
-            if trade.exit_time < day_end:
+            if trade.exit_time < day.end:
                 today += trade.pnl_quote
             else:
                 later += trade.pnl_quote

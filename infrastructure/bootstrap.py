@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -15,8 +15,10 @@ from application.alerts import AlertPolicy
 from application.bookkeeping import Bookkeeper
 from application.controller import ControllerProcess
 from application.ledger import TradeLedger
+from domain.days import zone_named
 from infrastructure.readstore import PostgresReadStore, SQLiteReadStore
 from infrastructure.settings import Settings, eventsourcing_env, sqlite_path
+from projections import faults
 from projections.audit import AuditProjection
 from projections.engine import Progress, Projection, ProjectionEngine
 from projections.facts import Fact, RecorderLog
@@ -25,6 +27,7 @@ from projections.reports import Reports
 from projections.store import ReadStore
 
 ENTRY_KINDS = ("Trade.EntryRecorded", "Trade.EntryCorrected")
+EXIT_KINDS = ("Trade.ExitRecorded", "Trade.ExitCorrected")
 
 
 @dataclass
@@ -46,6 +49,10 @@ class Tradewatch:
         applied += self.engine.catch_up()  # the controller's decisions, if any
         self.alerts.run_once()
         return applied + self.engine.catch_up()  # the alerts, if any
+
+    def unreadable(self) -> list[faults.Unreadable]:
+        """The stored events some reader had to leave out (see :mod:`projections.faults`)."""
+        return faults.listed(self.store)
 
     def as_of(self, moment: datetime) -> Reports:
         """Reports as they stood at ``moment``: the events up to it replayed into memory.
@@ -73,24 +80,30 @@ class _UntilLog:
     """The log, less the facts that happened after a moment.
 
     A trade counts as entered at its *effective* entry time, the time of its last entry
-    or correction, so a correction that moves the entry earlier or later moves the trade.
+    or correction, so a correction that moves the entry earlier or later moves the trade;
+    its exit likewise counts at the time of its last exit or exit correction.
     """
 
     def __init__(self, log: RecorderLog, moment: datetime) -> None:
         self.log = log
         self.moment = moment
-        self.entered_at: dict[str, datetime] = {}
+        self.effective: dict[tuple[str, str], datetime] = {}
         position = 0
         while facts := log.read(position, 10_000):
             for fact in facts:
-                if fact.kind in ENTRY_KINDS:
-                    self.entered_at[fact.aggregate_id] = fact.business_time
+                group = _group(fact.kind)
+                if group:
+                    with suppress(*faults.UNREADABLE):
+                        self.effective[(fact.aggregate_id, group)] = fact.business_time
             position = facts[-1].id
 
     def _happened(self, fact: Fact) -> bool:
-        if fact.kind in ENTRY_KINDS:
-            return self.entered_at[fact.aggregate_id] <= self.moment
-        return fact.business_time <= self.moment
+        group = _group(fact.kind)
+        try:
+            at = self.effective[(fact.aggregate_id, group)] if group else fact.business_time
+            return at <= self.moment
+        except faults.UNREADABLE:
+            return True  # no readable time: the read models leave it out, and name it
 
     def read(self, after: int, limit: int, until: int | None = None) -> list[Fact]:
         while facts := self.log.read(after, limit, until):
@@ -102,6 +115,11 @@ class _UntilLog:
 
     def last_id(self) -> int:
         return self.log.last_id()
+
+
+def _group(kind: str) -> str | None:
+    """``entry`` or ``exit`` for the facts that fix a trade's entry or exit, else ``None``."""
+    return "entry" if kind in ENTRY_KINDS else "exit" if kind in EXIT_KINDS else None
 
 
 def open_read_store(url: str) -> ReadStore:
@@ -177,8 +195,10 @@ def _wire(
         starting_balance=settings.starting_balance,
         window=thresholds.window,
         breakeven_pct=settings.breakeven_pct,
+        zone=zone_named(settings.timezone),
     )
-    controller = ControllerProcess(ledger, log, books, thresholds=thresholds)
+    fault_log = faults.FaultLog(store)
+    controller = ControllerProcess(ledger, log, books, fault_log, thresholds=thresholds)
     ledger.gate_in_force = controller.gate
-    alerts = AlertPolicy(ledger, log, books, reports, settings.alert_settings())
+    alerts = AlertPolicy(ledger, log, books, reports, settings.alert_settings(), fault_log)
     return Tradewatch(settings, ledger, store, engine, reports, controller, alerts)

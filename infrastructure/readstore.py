@@ -16,6 +16,7 @@ class SQLiteReadStore:
     """Read models in a SQLite file (WAL mode), or in memory for time travel."""
 
     transient_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+    data_errors: tuple[type[Exception], ...] = (sqlite3.DataError, sqlite3.IntegrityError)
 
     def __init__(self, path: str) -> None:
         self._conn = sqlite3.connect(
@@ -96,6 +97,7 @@ class PostgresReadStore:
     """Read models in the same PostgreSQL database as the events."""
 
     transient_errors: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+    data_errors: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError)
 
     def __init__(self, url: str) -> None:
         self._url = url

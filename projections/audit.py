@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -78,25 +79,43 @@ class AuditProjection:
                 previous, stored_bytes(fact.aggregate_id, fact.version, fact.topic, fact.raw)
             )
             links.append((fact.id, previous))
-            data = {k: plain(v) for k, v in fact.state.items() if k not in _OMITTED}
-            trail.append(
-                (
-                    fact.id,
-                    fact.event_id,
-                    fact.kind,
-                    fact.state.get("correlation_id"),
-                    fact.state.get("causation_id"),
-                    stamp(fact.business_time),
-                    stamp(fact.recorded_at),
-                    orjson.dumps(data, default=str).decode(),
-                )
-            )
+            trail.append(_trail_row(fact))
         cursor.executemany(
             f"INSERT INTO {tables['audit_trail']} (notification_id, event_id, kind, correlation_id,"
             " causation_id, at, recorded_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             trail,
         )
         cursor.executemany(f"INSERT INTO {chain} (notification_id, link) VALUES (?, ?)", links)
+
+
+def _trail_row(fact: Fact) -> tuple[Any, ...]:
+    """The audit-trail row of a fact. Never fails on what the fact holds: the trail is the
+    record of the log, so a fact stored without the domain's checks is kept as well as it
+    can be (an unreadable state is described, NUL characters are replaced)."""
+    try:
+        data = {k: plain(v) for k, v in fact.state.items() if k not in _OMITTED}
+        text = orjson.dumps(data, default=str).decode()
+        at, recorded_at = stamp(fact.business_time), stamp(fact.recorded_at)
+        correlation, causation = fact.state.get("correlation_id"), fact.state.get("causation_id")
+    except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as error:
+        text = orjson.dumps({"unreadable": f"{type(error).__name__}: {error}"}).decode()
+        at = recorded_at = stamp(datetime(1970, 1, 1, tzinfo=UTC))
+        correlation = causation = None
+    return (
+        fact.id,
+        fact.event_id,
+        _text(fact.kind),
+        _text(correlation),
+        _text(causation),
+        at,
+        recorded_at,
+        text,
+    )
+
+
+def _text(value: Any) -> str | None:
+    """Text any database stores (PostgreSQL refuses NUL), or ``None`` if not text."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@
   one transaction; live following applies whatever arrived since the last look.
 * **Blue/green replay.** :meth:`ProjectionEngine.replay` rebuilds read models from event 0
   into ``<table>__next`` tables and swaps them in, in one transaction, once caught up.
+* **No event is fatal.** A fact a projection cannot handle (see :mod:`projections.faults`)
+  is left out of that projection alone and noted, inside the same transaction; the other
+  facts of the page are applied as usual, so the read models keep answering.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from projections import faults
 from projections.facts import EventLog, Fact
 from projections.store import Cursor, ReadStore
 
@@ -101,6 +105,7 @@ class ProjectionEngine:
         self.page_size = page_size
         self.replay_page_size = replay_page_size
         self._set_up = False
+        self._unreadable = faults.UNREADABLE + store.data_errors
 
     # Set-up --------------------------------------------------------------------------
 
@@ -115,6 +120,7 @@ class ProjectionEngine:
                 f"CREATE TABLE IF NOT EXISTS {POSITIONS} (name TEXT PRIMARY KEY, "
                 "position BIGINT NOT NULL, config TEXT NOT NULL)"
             )
+            faults.create(cur)
             cur.execute(f"SELECT name, config FROM {POSITIONS}")
             known = dict(cur.fetchall())
             for projection in self.projections.values():
@@ -177,10 +183,42 @@ class ProjectionEngine:
             for name, projection in self.projections.items():
                 pending = [fact for fact in facts if fact.id > locked[name]]
                 if pending:
-                    projection.apply(cur, _live_names(projection), pending)
+                    for found in self._apply(cur, projection, _live_names(projection), pending):
+                        faults.note(cur, found)
                     moved.append((facts[-1].id, name))
             cur.executemany(f"UPDATE {POSITIONS} SET position = ? WHERE name = ?", moved)
         return True
+
+    def _apply(
+        self,
+        cur: Cursor,
+        projection: Projection,
+        tables: Mapping[str, str],
+        facts: Sequence[Fact],
+    ) -> list[faults.Unreadable]:
+        """Apply ``facts``; those the projection cannot handle are left out and returned.
+
+        The page is applied at once in a savepoint; only when that fails is it applied
+        again one fact at a time, each in a savepoint of its own.
+        """
+        cur.execute("SAVEPOINT page")
+        try:
+            projection.apply(cur, tables, facts)
+            cur.execute("RELEASE SAVEPOINT page")
+            return []
+        except self._unreadable:
+            cur.execute("ROLLBACK TO SAVEPOINT page")
+        left_out = []
+        for fact in facts:
+            cur.execute("SAVEPOINT fact")
+            try:
+                projection.apply(cur, tables, [fact])
+            except self._unreadable as error:
+                cur.execute("ROLLBACK TO SAVEPOINT fact")
+                left_out.append(faults.unreadable(projection.name, fact, error))
+            cur.execute("RELEASE SAVEPOINT fact")
+        cur.execute("RELEASE SAVEPOINT page")
+        return left_out
 
     def _check_config(self, cur: Cursor) -> None:
         cur.execute(f"SELECT name, config FROM {POSITIONS}")
@@ -252,10 +290,11 @@ class ProjectionEngine:
                     table.create(cur, staging[projection.name][table.name])
         position = 0
         total = self.log.last_id()
+        left_out: list[faults.Unreadable] = []
         while facts := self.log.read(position, self.replay_page_size):
             with self.store.transaction() as cur:
                 for projection in chosen:
-                    projection.apply(cur, staging[projection.name], facts)
+                    left_out += self._apply(cur, projection, staging[projection.name], facts)
             position = facts[-1].id
             if progress:
                 progress(position, max(total, position))
@@ -263,8 +302,11 @@ class ProjectionEngine:
             self._lock_positions(cur)  # hold off live engines while the last events land
             while facts := self.log.read(position, self.replay_page_size):
                 for projection in chosen:
-                    projection.apply(cur, staging[projection.name], facts)
+                    left_out += self._apply(cur, projection, staging[projection.name], facts)
                 position = facts[-1].id
+            faults.forget(cur, [projection.name for projection in chosen])
+            for found in left_out:
+                faults.note(cur, found)
             for projection in chosen:
                 for table in projection.tables:
                     cur.execute(f"DROP TABLE IF EXISTS {table.name}")

@@ -5,6 +5,7 @@ mirrors the closed trades and every signal's theory scores in memory for a long-
 reader (the dashboard): each :meth:`TradeHistory.refresh` reads only the rows changed since
 the last one (``trades.changed`` and ``signals.notification_id`` are the notification ids of
 the last events that changed a row), so keeping up costs what changed, not what exists.
+A closed trade that is voided leaves the history (it is read again whole, which is rare).
 """
 
 from __future__ import annotations
@@ -101,6 +102,13 @@ class TradeHistory:
             self._reset()
         with store.reading() as cur:
             cur.execute(
+                "SELECT id, changed FROM trades WHERE status = 'void' AND changed > ?",
+                (self._trades_seen,),
+            )
+            voided = cur.fetchall()
+            if any(row[0] in self._where for row in voided):
+                self._reset()  # a known trade was voided (rare): read them all again
+            cur.execute(
                 f"SELECT {CLOSED_COLUMNS} FROM trades WHERE status = 'closed' AND changed > ?",
                 (self._trades_seen,),
             )
@@ -113,6 +121,7 @@ class TradeHistory:
             signal_rows = cur.fetchall()
         if trade_rows:
             self._merge_trades(trade_rows)
+        self._trades_seen = max(self._trades_seen, *(int(row[1]) for row in voided), 0)
         if signal_rows:
             self._merge_signals(signal_rows)
 

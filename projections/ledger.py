@@ -2,12 +2,18 @@
 
 The outcome threshold is applied here, when projecting, so a replay with another
 threshold recomputes every outcome (``config`` changes, and the engine replays).
+
+A fact the read model cannot hold (a P&L that is not finite, a time outside
+:data:`READABLE_FROM` … :data:`READABLE_UNTIL`, theory scores that are not numbers)
+raises ``ValueError`` naming the problem; the engine then leaves that fact out and
+names it (see :mod:`projections.engine`), so the rows the reports read are always sound.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,12 +25,38 @@ from projections.engine import Table
 from projections.facts import Fact, as_time
 from projections.store import Cursor
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+READABLE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+READABLE_UNTIL = datetime(2200, 1, 1, tzinfo=UTC)
+"""Times the read models hold (the metrics count time in int64 nanoseconds since 1970)."""
 
 
 def stamp(moment: datetime) -> str:
-    """A UTC time as fixed-width text, so that text order is time order in any database."""
-    return moment.strftime(TIME_FORMAT)
+    """A time as fixed-width UTC text (``2026-11-30T16:00:00.000000Z``), so that text order
+    is time order in any database. The one place a time becomes read-model text: it is
+    converted to UTC first, whatever offset it carries."""
+    at = moment.astimezone(UTC)
+    return (
+        f"{at.year:04d}-{at.month:02d}-{at.day:02d}T"
+        f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond:06d}Z"
+    )
+
+
+def _when(value: Any) -> str:
+    """A stored time as :func:`stamp` text; ``ValueError`` outside the readable range."""
+    moment = as_time(value)
+    if moment.utcoffset() is None or not READABLE_FROM <= moment < READABLE_UNTIL:
+        raise ValueError(f"time {moment.isoformat()} is outside the range the reports hold")
+    return stamp(moment)
+
+
+def _scores(theories: Any) -> str:
+    """Theory scores as stored JSON; ``ValueError`` unless a mapping of finite numbers."""
+    if not isinstance(theories, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in theories.values()
+    ):
+        raise ValueError("theory scores are not finite numbers")
+    return orjson.dumps(theories).decode()
 
 
 SIGNALS = Table(
@@ -98,6 +130,14 @@ TRADES = Table(
     indexes=("signal_id", "status", "exit_time", "entry_time", "changed"),
 )
 
+_TRADE_CHANGES = (
+    "Trade.EntryCorrected",
+    "Trade.ExitRecorded",
+    "Trade.ExitCorrected",
+    "Trade.Voided",
+)
+"""Events that change a trade row after its entry."""
+
 _SIGNAL_COLUMNS = [c.split()[0] for c in SIGNALS.columns]
 _TRADE_COLUMNS = [c.split()[0] for c in TRADES.columns]
 
@@ -114,7 +154,7 @@ class LedgerProjection:
     def config(self) -> str:
         """The outcome threshold (changing it recomputes every outcome on replay), and the
         schema version (a new column rebuilds the tables)."""
-        return f"breakeven_pct={self.breakeven_pct!r};schema=3"
+        return f"breakeven_pct={self.breakeven_pct!r};schema=4"
 
     def apply(self, cursor: Cursor, tables: Mapping[str, str], facts: Sequence[Fact]) -> None:
         """Apply a batch: load the rows it touches, change them in memory, upsert once."""
@@ -144,6 +184,10 @@ class LedgerProjection:
         self, fact: Fact, signals: dict[str, dict[str, Any]], trades: dict[str, dict[str, Any]]
     ) -> tuple[str | None, str | None]:
         s = fact.state
+        Direction(s["direction"])
+        confidence = s["confidence"]
+        if confidence is not None and not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"confidence {confidence!r} is not within [0, 1]")
         signals[fact.aggregate_id] = {
             "id": fact.aggregate_id,
             "signal_id": s["signal_id"],
@@ -151,7 +195,7 @@ class LedgerProjection:
             "symbol": s["symbol"],
             "direction": s["direction"],
             "source": s["source"],
-            "at": stamp(as_time(s["at"])),
+            "at": _when(s["at"]),
             "confidence": s["confidence"],
             "entry_low": s["entry_low"],
             "entry_high": s["entry_high"],
@@ -160,7 +204,7 @@ class LedgerProjection:
             "position_size": s["position_size"],
             "timeframe": s["timeframe"],
             "model_version": s["model_version"],
-            "theories": orjson.dumps(s["theories"]).decode(),
+            "theories": _scores(s["theories"]),
             "quality_gates": orjson.dumps(s["quality_gates"]).decode(),
             "inputs_digest": s["inputs_digest"],
             "controller_status": s["controller_status"],
@@ -190,6 +234,7 @@ class LedgerProjection:
         self, fact: Fact, signals: dict[str, dict[str, Any]], trades: dict[str, dict[str, Any]]
     ) -> tuple[str | None, str | None]:
         s = fact.state
+        Direction(s["direction"])
         signal_key = str(signal_uuid(s["signal_id"]))
         signal = signals.get(signal_key)
         trades[fact.aggregate_id] = {
@@ -199,7 +244,7 @@ class LedgerProjection:
             "direction": s["direction"],
             "source": s["source"],
             "status": "open",
-            "entry_time": stamp(as_time(s["at"])),
+            "entry_time": _when(s["at"]),
             "entry_price": s["price"],
             "qty": s["qty"],
             "entry_fee": s["fee"],
@@ -236,7 +281,7 @@ class LedgerProjection:
             return None, None
         s = fact.state
         row.update(
-            entry_time=stamp(as_time(s["at"])),
+            entry_time=_when(s["at"]),
             entry_price=s["price"],
             qty=s["qty"],
             entry_fee=s["fee"],
@@ -255,14 +300,25 @@ class LedgerProjection:
         s = fact.state
         row.update(
             status="closed",
-            exit_time=stamp(as_time(s["at"])),
+            exit_time=_when(s["at"]),
             exit_price=s["price"],
             exit_fee=s["fee"],
-            exit_reason=s["reason"],
+            exit_reason=s["reason" if fact.kind == "Trade.ExitRecorded" else "exit_reason"],
             exit_notification_id=fact.id,
             changed=fact.id,
         )
         self._settle(row)
+        return None, fact.aggregate_id
+
+    _Trade_ExitCorrected = _Trade_ExitRecorded
+
+    def _Trade_Voided(  # noqa: N802
+        self, fact: Fact, signals: dict[str, dict[str, Any]], trades: dict[str, dict[str, Any]]
+    ) -> tuple[str | None, str | None]:
+        row = trades.get(fact.aggregate_id)
+        if row is None:
+            return None, None
+        row.update(status="void", changed=fact.id)
         return None, fact.aggregate_id
 
     def _settle(self, row: dict[str, Any]) -> None:
@@ -271,6 +327,8 @@ class LedgerProjection:
         row["fees"] = row["entry_fee"] + exit_fee
         if row["exit_price"] is None:
             return
+        if row["exit_time"] < row["entry_time"]:
+            raise ValueError(f"exit {row['exit_time']} is before the entry {row['entry_time']}")
         pnl = trade_pnl(
             Direction(row["direction"]),
             row["entry_price"],
@@ -282,8 +340,7 @@ class LedgerProjection:
         row["pnl_pct"] = pnl.pct
         row["outcome"] = classify(pnl.pct, self.breakeven_pct).value
         row["hold_minutes"] = hold_minutes(
-            datetime.strptime(row["entry_time"], TIME_FORMAT),
-            datetime.strptime(row["exit_time"], TIME_FORMAT),
+            datetime.fromisoformat(row["entry_time"]), datetime.fromisoformat(row["exit_time"])
         )
 
 
@@ -298,9 +355,7 @@ def _signal_keys(facts: Iterable[Fact]) -> set[str]:
 
 
 def _trade_keys(facts: Iterable[Fact]) -> set[str]:
-    return {
-        f.aggregate_id for f in facts if f.kind in ("Trade.EntryCorrected", "Trade.ExitRecorded")
-    }
+    return {f.aggregate_id for f in facts if f.kind in _TRADE_CHANGES}
 
 
 def _load(

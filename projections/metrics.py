@@ -6,7 +6,8 @@ same definitions and their edge cases. Conventions shared by all functions:
 
 * Order: trades may be passed in any order; where order matters they are sorted by
   ``(exit_time, signal_id)``.
-* Time: calendar days are UTC days of ``exit_time``; a year has 365 days.
+* Time: the daily series (daily P&L, Sharpe, Sortino) counts UTC days of ``exit_time``;
+  "today" is a :class:`~domain.days.TradingDay` of the configured zone; a year has 365 days.
 * Sample statistics use ``ddof=1``.
 * Undefined values are ``None`` (never NaN or inf); the one exception is ``profit_factor``, which
   is the string ``"inf"`` when there are profits and no losses.
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from domain.days import TradingDay
 
 WIN = "win"
 LOSS = "loss"
@@ -494,7 +497,7 @@ def performance(
     trades: Trades,
     *,
     starting_balance: float,
-    today: date,
+    today: TradingDay,
     window_start: date | None = None,
 ) -> dict[str, object]:
     """Compute the JSON-ready performance summary of closed trades (see docs/metrics.md).
@@ -510,7 +513,7 @@ def measure(
     trades: Trades,
     *,
     starting_balance: float,
-    today: date,
+    today: TradingDay,
     window_start: date | None = None,
 ) -> Performance:
     """Measure closed trades (see docs/metrics.md).
@@ -520,7 +523,8 @@ def measure(
     Sharpe/Sortino over daily returns of the UTC-day series starting at ``window_start`` (or
     the first exit date; trades exiting earlier count only in the first day's opening equity);
     streaks and last-20 win rate in ``(exit_time, signal_id)`` order; ``today_*`` over trades
-    exiting on ``today`` (UTC). No trades gives ``None`` rates/ratios and 0 counts/sums.
+    exiting within ``today`` (a calendar day of the configured zone, :mod:`domain.days`).
+    No trades gives ``None`` rates/ratios and 0 counts/sums.
     Raises ``ValueError`` if ``starting_balance`` is not a positive finite number.
     """
     if not (math.isfinite(starting_balance) and starting_balance > 0):
@@ -555,10 +559,10 @@ def measure(
 
     runs = streaks(outcomes)
     recent = outcomes[-LAST_N:]
-    today_number = _day_number(today)
-    today_pnls = pnls[days == today_number]
+    today_start, today_end = to_ns(today.start), to_ns(today.end)
+    today_pnls = pnls[(cols.exit_ns >= today_start) & (cols.exit_ns < today_end)]
     today_pnl = float(today_pnls.sum())
-    today_open = starting_balance + float(pnls[days < today_number].sum())
+    today_open = starting_balance + float(pnls[cols.exit_ns < today_start].sum())
     if not len(today_pnls):
         today_pnl_pct: float | None = 0.0
     else:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 
+from domain.days import TradingDay, zone_named
 from domain.trade_book import ClosedTradeFact
 from projections.history import CLOSED_COLUMNS, TradeHistory, closed_columns
 from projections.ledger import stamp
@@ -116,7 +116,7 @@ class Reports:
         self.store = store
         self.history = history
         self.starting_balance = starting_balance
-        self.zone = ZoneInfo(timezone)
+        self.zone = zone_named(timezone)
         self._now = now
 
     @property
@@ -124,15 +124,16 @@ class Reports:
         """The moment reports speak of."""
         return self._now or datetime.now(UTC)
 
-    def today(self) -> Any:
-        """Today's date in the configured time zone."""
-        return self.now.astimezone(self.zone).date()
+    def today(self) -> TradingDay:
+        """Today: the configured time zone's calendar day of :attr:`now` (one definition
+        for every report, the controller and the daily status; ``docs/metrics.md``)."""
+        return TradingDay.of(self.now, self.zone)
 
     def since(self, flt: TradeFilter) -> datetime | None:
         """When the filter's window starts: today's midnight in the configured zone, or
         ``days`` back from now; ``None`` for all time."""
         if flt.today:
-            return datetime.combine(self.today(), time(), self.zone).astimezone(UTC)
+            return self.today().start
         if flt.days is not None:
             return (self.now - timedelta(days=flt.days)).astimezone(UTC)
         return None
@@ -238,29 +239,26 @@ class Reports:
             cur.execute(
                 "SELECT COALESCE(SUM(pnl_quote), 0) FROM trades "
                 "WHERE status = 'closed' AND exit_time >= ? AND exit_time < ?",
-                (stamp(start.astimezone(UTC)), stamp(end.astimezone(UTC))),
+                (stamp(start), stamp(end)),
             )
             return float(cur.fetchone()[0])
 
     def daily_figures(self, now: datetime) -> dict[str, Any]:
         """The daily status: win rate (last 20), today's and yesterday's P&L, signals ready,
         open positions. Days are calendar days in the configured time zone."""
-        local = now.astimezone(self.zone)
-        today = datetime.combine(local.date(), time(), self.zone)
-        yesterday = today - timedelta(days=1)
+        today = TradingDay.of(now, self.zone)
+        yesterday = today.previous()
         with self.store.reading() as cur:
             cur.execute(
                 "SELECT COUNT(*) FROM signals WHERE state = 'pending' AND blocked = 0 AND at >= ?",
-                (stamp(yesterday.astimezone(UTC)),),
+                (stamp(yesterday.start),),
             )
             ready = int(cur.fetchone()[0])
-        last20 = measure(
-            self.closed_trades(), starting_balance=self.starting_balance, today=local.date()
-        )
+        last20 = measure(self.closed_trades(), starting_balance=self.starting_balance, today=today)
         return {
             "win_rate_last_20": last20.figures["win_rate_last_20"],
-            "today_pnl": self._pnl_between(today, today + timedelta(days=1)),
-            "yesterday_pnl": self._pnl_between(yesterday, today),
+            "today_pnl": self._pnl_between(today.start, today.end),
+            "yesterday_pnl": self._pnl_between(yesterday.start, yesterday.end),
             "signals_ready": ready,
             "open_positions": len(self.positions()),
         }
@@ -272,7 +270,7 @@ class Reports:
         exits = closed.exit_ns
         week = closed.select((exits >= to_ns(now - timedelta(days=7))) & (exits <= to_ns(now)))
         report = measure(
-            week, starting_balance=self.starting_balance, today=now.astimezone(self.zone).date()
+            week, starting_balance=self.starting_balance, today=TradingDay.of(now, self.zone)
         ).figures
         theories = [t for t in theory_attribution([], week) if t["trades"]]
         ranked = sorted(theories, key=lambda t: float(t["pnl"]))  # type: ignore[arg-type]
@@ -341,12 +339,9 @@ class Reports:
     def todays_signals(self, flt: TradeFilter = TradeFilter()) -> list[dict[str, Any]]:
         """Today's signals (the configured time zone's day) matching ``flt``'s source, symbol
         and direction, newest first, each with its trade (``trade``: ``None`` if none)."""
-        start = datetime.combine(self.today(), time(), tzinfo=self.zone)
+        today = self.today()
         clauses = ["at >= ?", "at < ?"]
-        params: list[Any] = [
-            stamp(start.astimezone(UTC)),
-            stamp((start + timedelta(days=1)).astimezone(UTC)),
-        ]
+        params: list[Any] = [stamp(today.start), stamp(today.end)]
         for column in ("source", "symbol", "direction"):
             value = getattr(flt, column)
             if value:

@@ -45,6 +45,10 @@ class ReadStore(Protocol):
     transient_errors: tuple[type[Exception], ...]
     """Errors after which a follower should wait and retry (a dropped connection)."""
 
+    data_errors: tuple[type[Exception], ...]
+    """Errors the database raises on a value it cannot store (text with NUL on PostgreSQL,
+    a missing required field): the value's fault, not the database's."""
+
     def lock_schema(self, cursor: Cursor) -> None:
         """Serialise schema changes (creating or swapping tables) across processes."""
         ...

@@ -21,6 +21,7 @@ from domain.trade import Fill, Trade, trade_uuid
 from domain.values import Direction
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+NOW = T0 + timedelta(days=1)
 CAUSE = Causation.command("test", "corr-1")
 LONG, SHORT = Direction.LONG, Direction.SHORT
 BAD_NUMBERS = [-1.0, 0.0, math.nan, math.inf, -math.inf]
@@ -31,11 +32,16 @@ def draft(signal_id: str = "s1", direction: Direction = LONG, **facts: Any) -> S
 
 
 def signal(direction: Direction = LONG, gate: Gate | None = None, **facts: Any) -> Signal:
-    return Signal.record(draft(direction=direction, **facts), gate or Gate(), CAUSE)
+    return Signal.record(draft(direction=direction, **facts), gate or Gate(), CAUSE, now=NOW)
 
 
 def fill(price: float = 100.0, qty: float = 1.0, fee: float = 0.0, at: datetime = T0) -> Fill:
     return Fill.checked(price, qty, fee, at, "entry")
+
+
+def correct(trade: Trade, reason: str, **changes: Any) -> None:
+    """Correct the entry of a trade whose signal was issued at T0."""
+    trade.correct_entry(reason, CAUSE, now=NOW, signal_at=T0, **changes)
 
 
 def kinds(aggregate: Signal | Trade) -> list[str]:
@@ -108,9 +114,11 @@ def test_pct_does_not_depend_on_qty_without_fees() -> None:
         (0.4999, Outcome.BREAKEVEN),
         (-0.4999, Outcome.BREAKEVEN),
         (0.5001, Outcome.WIN),
-        (math.nextafter(0.5, 1.0), Outcome.WIN),
+        (math.nextafter(0.5, 1.0), Outcome.BREAKEVEN),  # float noise: rounded away
+        (0.500000001, Outcome.WIN),
         (-0.5001, Outcome.LOSS),
-        (math.nextafter(-0.5, -1.0), Outcome.LOSS),
+        (math.nextafter(-0.5, -1.0), Outcome.BREAKEVEN),
+        (-0.500000001, Outcome.LOSS),
         (25.0, Outcome.WIN),
         (-25.0, Outcome.LOSS),
     ],
@@ -190,17 +198,17 @@ def test_non_numbers_are_refused(bad: object) -> None:
 
 @pytest.mark.parametrize("bad", BAD_NUMBERS)
 def test_exit_price_must_be_finite_and_positive(bad: float) -> None:
-    trade = Trade.enter(signal(), fill(), CAUSE)
+    trade = Trade.enter(signal(), fill(), CAUSE, now=NOW)
     with pytest.raises(DomainError, match="exit price"):
-        trade.record_exit(bad, 0.0, "manual", T0 + timedelta(hours=1), CAUSE)
+        trade.record_exit(bad, 0.0, "manual", T0 + timedelta(hours=1), CAUSE, now=NOW)
     assert trade.is_open
     assert kinds(trade) == ["Trade.EntryRecorded"]
 
 
 def test_exit_fee_must_not_be_negative() -> None:
-    trade = Trade.enter(signal(), fill(), CAUSE)
+    trade = Trade.enter(signal(), fill(), CAUSE, now=NOW)
     with pytest.raises(DomainError, match="fee"):
-        trade.record_exit(110.0, -1.0, "manual", T0 + timedelta(hours=1), CAUSE)
+        trade.record_exit(110.0, -1.0, "manual", T0 + timedelta(hours=1), CAUSE, now=NOW)
     assert trade.is_open
 
 
@@ -277,13 +285,13 @@ def test_entry_price_must_respect_the_signals_levels() -> None:
     with pytest.raises(
         DomainError, match=re.escape("stop loss 95.0 must be below the long entry 94")
     ):
-        Trade.enter(long, fill(94.0), CAUSE)
+        Trade.enter(long, fill(94.0), CAUSE, now=NOW)
     short = signal(SHORT, stop_loss=105.0, take_profit=90.0)
     with pytest.raises(
         DomainError, match=re.escape("take profit 90.0 must be below the short entry 89")
     ):
-        Trade.enter(short, fill(89.0), CAUSE)
-    assert Trade.enter(long, fill(100.0), CAUSE).entry.price == 100.0
+        Trade.enter(short, fill(89.0), CAUSE, now=NOW)
+    assert Trade.enter(long, fill(100.0), CAUSE, now=NOW).entry.price == 100.0
 
 
 @pytest.mark.parametrize("text", ["sideways", "", "buy"])
@@ -319,8 +327,8 @@ def test_non_finite_theory_score_is_refused() -> None:
 
 
 def test_entry_and_exit_give_the_pnl() -> None:
-    trade = Trade.enter(signal(SHORT), fill(3000.0, 2.0, 1.5), CAUSE)
-    trade.record_exit(2900.0, 1.5, "take_profit", T0 + timedelta(minutes=90), CAUSE)
+    trade = Trade.enter(signal(SHORT), fill(3000.0, 2.0, 1.5), CAUSE, now=NOW)
+    trade.record_exit(2900.0, 1.5, "take_profit", T0 + timedelta(minutes=90), CAUSE, now=NOW)
     pnl = trade.pnl()
     assert pnl is not None
     # (3000 - 2900) * 2 = 200 gross, 3 of fees -> 197 on 6000
@@ -332,25 +340,25 @@ def test_entry_and_exit_give_the_pnl() -> None:
 
 
 def test_open_trade_has_no_pnl() -> None:
-    trade = Trade.enter(signal(), fill(), CAUSE)
+    trade = Trade.enter(signal(), fill(), CAUSE, now=NOW)
     assert trade.is_open
     assert trade.pnl() is None
 
 
 def test_exit_before_entry_is_refused() -> None:
-    trade = Trade.enter(signal(), fill(at=T0), CAUSE)
+    trade = Trade.enter(signal(), fill(at=T0), CAUSE, now=NOW)
     with pytest.raises(DomainError, match=r"exit time .* is before the entry time"):
-        trade.record_exit(110.0, 0.0, "manual", T0 - timedelta(seconds=1), CAUSE)
+        trade.record_exit(110.0, 0.0, "manual", T0 - timedelta(seconds=1), CAUSE, now=NOW)
     assert trade.is_open
-    trade.record_exit(110.0, 0.0, "manual", T0, CAUSE)  # the same instant is allowed
+    trade.record_exit(110.0, 0.0, "manual", T0, CAUSE, now=NOW)  # the same instant is allowed
     assert not trade.is_open
 
 
 def test_double_exit_is_refused() -> None:
-    trade = Trade.enter(signal(), fill(), CAUSE)
-    trade.record_exit(110.0, 0.0, "manual", T0 + timedelta(hours=1), CAUSE)
+    trade = Trade.enter(signal(), fill(), CAUSE, now=NOW)
+    trade.record_exit(110.0, 0.0, "manual", T0 + timedelta(hours=1), CAUSE, now=NOW)
     with pytest.raises(DomainError, match="already exited at 110"):
-        trade.record_exit(120.0, 0.0, "manual", T0 + timedelta(hours=2), CAUSE)
+        trade.record_exit(120.0, 0.0, "manual", T0 + timedelta(hours=2), CAUSE, now=NOW)
     assert trade.exit is not None
     assert trade.exit.price == 110.0
     assert kinds(trade) == ["Trade.EntryRecorded", "Trade.ExitRecorded"]
@@ -358,26 +366,26 @@ def test_double_exit_is_refused() -> None:
 
 def test_entry_on_a_skipped_signal_is_refused() -> None:
     sig = signal()
-    sig.skip("not convinced", T0, CAUSE)
+    sig.skip("not convinced", T0, CAUSE, now=NOW)
     assert sig.skipped
     with pytest.raises(DomainError, match="was skipped"):
-        Trade.enter(sig, fill(), CAUSE)
+        Trade.enter(sig, fill(), CAUSE, now=NOW)
 
 
 def test_skip_after_trade_is_refused() -> None:
     sig = signal()
-    Trade.enter(sig, fill(), CAUSE)
+    Trade.enter(sig, fill(), CAUSE, now=NOW)
     with pytest.raises(DomainError, match="already traded"):
-        sig.skip("changed my mind", T0, CAUSE)
+        sig.skip("changed my mind", T0, CAUSE, now=NOW)
     assert not sig.skipped
     assert kinds(sig) == ["Signal.Recorded", "Signal.Traded"]
 
 
 def test_double_skip_is_refused() -> None:
     sig = signal()
-    sig.skip("no", T0, CAUSE)
+    sig.skip("no", T0, CAUSE, now=NOW)
     with pytest.raises(DomainError, match="already skipped"):
-        sig.skip("no again", T0, CAUSE)
+        sig.skip("no again", T0, CAUSE, now=NOW)
     assert kinds(sig) == ["Signal.Recorded", "Signal.Skipped"]
 
 
@@ -385,8 +393,8 @@ def test_blocked_signal_needs_force() -> None:
     blocked = signal(gate=Gate(status="red", multiplier=0.0))
     assert blocked.gate.blocked
     with pytest.raises(DomainError, match="blocked by the controller \\(red\\); use --force"):
-        Trade.enter(blocked, fill(), CAUSE)
-    trade = Trade.enter(blocked, fill(), CAUSE, forced=True)
+        Trade.enter(blocked, fill(), CAUSE, now=NOW)
+    trade = Trade.enter(blocked, fill(), CAUSE, now=NOW, forced=True)
     events = trade.collect_events()
     assert isinstance(events[0], Trade.EntryRecorded)
     assert events[0].forced is True
@@ -394,7 +402,7 @@ def test_blocked_signal_needs_force() -> None:
 
 def test_force_on_an_unblocked_signal_is_not_recorded_as_forced() -> None:
     trade = Trade.enter(
-        signal(gate=Gate(status="amber", multiplier=0.5)), fill(), CAUSE, forced=True
+        signal(gate=Gate(status="amber", multiplier=0.5)), fill(), CAUSE, now=NOW, forced=True
     )
     event = trade.collect_events()[0]
     assert isinstance(event, Trade.EntryRecorded)
@@ -402,8 +410,8 @@ def test_force_on_an_unblocked_signal_is_not_recorded_as_forced() -> None:
 
 
 def test_entry_correction_keeps_history() -> None:
-    trade = Trade.enter(signal(), fill(100.0, 1.0, 0.1), CAUSE)
-    trade.correct_entry(fill(98.0, 2.0, 0.2, T0 - timedelta(minutes=5)), "typo", CAUSE)
+    trade = Trade.enter(signal(), fill(100.0, 1.0, 0.1), CAUSE, now=NOW)
+    correct(trade, "typo", price=98.0, qty=2.0, fee=0.2, at=T0 + timedelta(minutes=5))
     assert (trade.entry.price, trade.entry.qty, trade.entry.fee) == (98.0, 2.0, 0.2)
     events = trade.collect_events()
     assert [type(e).__qualname__ for e in events] == ["Trade.EntryRecorded", "Trade.EntryCorrected"]
@@ -412,7 +420,7 @@ def test_entry_correction_keeps_history() -> None:
     assert isinstance(second, Trade.EntryCorrected)
     assert first.price == 100.0  # the wrong entry stays in history
     assert (second.price, second.qty, second.reason) == (98.0, 2.0, "typo")
-    trade.record_exit(108.0, 0.0, "manual", T0 + timedelta(hours=1), CAUSE)
+    trade.record_exit(108.0, 0.0, "manual", T0 + timedelta(hours=1), CAUSE, now=NOW)
     pnl = trade.pnl()
     assert pnl is not None
     # P&L on the corrected entry: (108 - 98) * 2 - 0.2 = 19.8 on 196
@@ -421,26 +429,26 @@ def test_entry_correction_keeps_history() -> None:
 
 
 def test_entry_correction_after_the_exit_time_is_refused() -> None:
-    trade = Trade.enter(signal(), fill(at=T0), CAUSE)
+    trade = Trade.enter(signal(), fill(at=T0), CAUSE, now=NOW)
     exit_at = T0 + timedelta(hours=1)
-    trade.record_exit(110.0, 0.0, "manual", exit_at, CAUSE)
+    trade.record_exit(110.0, 0.0, "manual", exit_at, CAUSE, now=NOW)
     with pytest.raises(DomainError, match=r"corrected entry time .* is after the exit"):
-        trade.correct_entry(fill(99.0, at=exit_at + timedelta(seconds=1)), "late", CAUSE)
+        correct(trade, "late", price=99.0, at=exit_at + timedelta(seconds=1))
     assert trade.entry.price == 100.0
-    trade.correct_entry(fill(99.0, at=exit_at), "at the exit is fine", CAUSE)
+    correct(trade, "at the exit is fine", price=99.0, at=exit_at)
     assert trade.entry.price == 99.0
 
 
 def test_entry_correction_with_the_same_values_is_refused() -> None:
-    trade = Trade.enter(signal(), fill(), CAUSE)
+    trade = Trade.enter(signal(), fill(), CAUSE, now=NOW)
     with pytest.raises(DomainError, match="already has these values"):
-        trade.correct_entry(fill(), "nothing", CAUSE)
+        correct(trade, "nothing", price=100.0, qty=1.0, fee=0.0, at=T0)
 
 
 def test_entry_correction_must_respect_the_levels() -> None:
-    trade = Trade.enter(signal(LONG, stop_loss=95.0), fill(100.0), CAUSE)
+    trade = Trade.enter(signal(LONG, stop_loss=95.0), fill(100.0), CAUSE, now=NOW)
     with pytest.raises(DomainError, match=re.escape("stop loss 95.0 must be below")):
-        trade.correct_entry(fill(90.0), "typo", CAUSE)
+        correct(trade, "typo", price=90.0)
 
 
 # Time zones ---------------------------------------------------------------------------------
@@ -459,11 +467,11 @@ def test_naive_entry_time_is_refused() -> None:
 
 
 def test_naive_exit_and_skip_times_are_refused() -> None:
-    trade = Trade.enter(signal(), fill(), CAUSE)
+    trade = Trade.enter(signal(), fill(), CAUSE, now=NOW)
     with pytest.raises(DomainError, match="has no time zone"):
-        trade.record_exit(110.0, 0.0, "manual", NAIVE, CAUSE)
+        trade.record_exit(110.0, 0.0, "manual", NAIVE, CAUSE, now=NOW)
     with pytest.raises(DomainError, match="has no time zone"):
-        signal().skip("no", NAIVE, CAUSE)
+        signal().skip("no", NAIVE, CAUSE, now=NOW)
 
 
 def test_times_are_stored_in_utc() -> None:
@@ -482,31 +490,28 @@ def test_signal_ids_are_deterministic() -> None:
     assert signal_uuid("v7-42") != signal_uuid("v7-43")
     assert isinstance(signal_uuid("v7-42"), UUID)
     assert signal_uuid("v7-42").version == 5
-    first = Signal.record(draft("v7-42"), Gate(), CAUSE)
-    again = Signal.record(draft(" v7-42 "), Gate(), CAUSE)  # stripped to the same id
+    first = Signal.record(draft("v7-42"), Gate(), CAUSE, now=NOW)
+    again = Signal.record(draft(" v7-42 "), Gate(), CAUSE, now=NOW)  # stripped to the same id
     assert first.id == again.id == signal_uuid("v7-42")
     assert Signal.create_id("v7-42") == first.id
 
 
 def test_trade_id_follows_the_signal_id() -> None:
-    trade = Trade.enter(Signal.record(draft("abc"), Gate(), CAUSE), fill(), CAUSE)
+    trade = Trade.enter(Signal.record(draft("abc"), Gate(), CAUSE, now=NOW), fill(), CAUSE, now=NOW)
     assert trade.id == trade_uuid("abc")
     assert trade_uuid("abc") != signal_uuid("abc")
     assert trade_uuid("abc") != trade_uuid("abd")
 
 
 def test_same_signal_with_other_facts_is_a_conflict_naming_the_field() -> None:
-    recorded = Signal.record(draft(confidence=0.6), Gate(), CAUSE)
+    recorded = Signal.record(draft(confidence=0.6), Gate(), CAUSE, now=NOW)
     recorded.check_same_as(draft(confidence=0.6))  # same facts: fine
-    recorded.check_same_as(  # the time is not one of the compared facts
-        SignalDraft(
-            signal_id="s1",
-            symbol="BTCUSDT",
-            direction=LONG,
-            at=T0 + timedelta(hours=1),
-            confidence=0.6,
-        )
+    later = SignalDraft(
+        signal_id="s1", symbol="BTCUSDT", direction=LONG, at=T0 + timedelta(hours=1), confidence=0.6
     )
+    recorded.check_same_as(later, timed=False)  # a retry stamped "now": its time is not a fact
+    with pytest.raises(ConflictError, match=r"different time$"):
+        recorded.check_same_as(later)  # another time given: a conflict
     with pytest.raises(ConflictError, match=r"different confidence$"):
         recorded.check_same_as(draft(confidence=0.7))
     with pytest.raises(ConflictError, match=r"different direction, confidence$"):

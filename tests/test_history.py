@@ -102,7 +102,7 @@ def test_history_follows_every_kind_of_change(tw: Tradewatch) -> None:
     check(tw, history)
     # An entry corrected after its exit changes a known trade's P&L and outcome in place.
     tw.ledger.correct_entry(
-        "s0", Fill.checked(90.0, 1.0, 0.0, NOW - timedelta(days=3), "entry"), "fat finger"
+        "s0", "fat finger", price=90.0, qty=1.0, fee=0.0, at=NOW - timedelta(days=3)
     )
     check(tw, history)
     assert reports(tw, history).trade("s0")["outcome"] == "win"  # type: ignore[index]

@@ -99,7 +99,7 @@ def test_unknown_signal_is_an_error(tw: Tradewatch) -> None:
     with pytest.raises(NotFoundError, match="unknown signal 'nope'"):
         tw.ledger.skip_signal("nope", "no", T0)
     with pytest.raises(NotFoundError, match="unknown signal 'nope'"):
-        tw.ledger.correct_entry("nope", fill(100.0), "typo")
+        tw.ledger.correct_entry("nope", "typo", price=100.0)
     assert tw.ledger.trade("nope") is None
     assert tw.engine.log.last_id() == 0
 
@@ -116,7 +116,7 @@ def test_second_entry_must_be_a_correction(tw: Tradewatch) -> None:
     tw.ledger.record_entry("s1", fill(100.0))
     with pytest.raises(DomainError, match="already has an entry; use 'entry --correct'"):
         tw.ledger.record_entry("s1", fill(101.0))
-    tw.ledger.correct_entry("s1", fill(101.0), "typo")
+    tw.ledger.correct_entry("s1", "typo", price=101.0)
     trade = tw.ledger.trade("s1")
     assert trade is not None
     assert trade.entry.price == 101.0
@@ -434,6 +434,11 @@ specs = st.builds(
     exit_price=st.one_of(st.none(), prices, prices.map(lambda p: round(p, 0) or 1.0)),
     exit_fee=st.floats(min_value=0.0, max_value=5.0),
     minutes=st.integers(min_value=0, max_value=60 * 24 * 30),
+).filter(  # a fee is never more than the notional it is paid on
+    lambda s: (
+        s.entry_fee <= s.entry * s.qty
+        and (s.exit_price is None or s.exit_fee <= s.exit_price * s.qty)
+    )
 )
 
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.days import TradingDay
 from projections.metrics import (
     ClosedTrade,
     cagr,
@@ -255,7 +256,7 @@ def test_wilson_textbook_and_independent() -> None:
 
 
 def test_no_trades() -> None:
-    perf = performance([], starting_balance=1000.0, today=date(2024, 1, 1))
+    perf = performance([], starting_balance=1000.0, today=TradingDay.on(date(2024, 1, 1)))
     assert set(perf) == PERFORMANCE_KEYS
     zero = {
         "total_trades": 0, "wins": 0, "losses": 0, "breakevens": 0, "total_pnl": 0.0,
@@ -267,7 +268,9 @@ def test_no_trades() -> None:
     for key, value in perf.items():
         assert value == zero[key] if key in zero else value is None, key
     json.dumps(perf, allow_nan=False)
-    assert performance([], starting_balance=1.0, today=T0.date(), window_start=T0.date()) == {
+    assert performance(
+        [], starting_balance=1.0, today=TradingDay.on(T0.date()), window_start=T0.date()
+    ) == {
         **perf,
         "starting_balance": 1.0,
         "final_equity": 1.0,
@@ -277,7 +280,7 @@ def test_no_trades() -> None:
 def test_one_win() -> None:
     exit_time = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)
     trade = make_trade("s1", pnl_quote=100.0, pnl_pct=2.0, exit_time=exit_time, hours_held=24)
-    perf = performance([trade], starting_balance=1000.0, today=date(2024, 1, 2))
+    perf = performance([trade], starting_balance=1000.0, today=TradingDay.on(date(2024, 1, 2)))
     assert set(perf) == PERFORMANCE_KEYS
     assert perf == {
         "total_trades": 1, "wins": 1, "losses": 0, "breakevens": 0, "win_rate": 1.0,
@@ -303,7 +306,7 @@ def test_all_losses() -> None:
         make_trade(f"s{i}", pnl_quote=-10.0 * i, exit_time=T0 + timedelta(days=i - 1))
         for i in (3, 1, 2)
     ]
-    perf = performance(trades, starting_balance=1000.0, today=date(2024, 1, 10))
+    perf = performance(trades, starting_balance=1000.0, today=TradingDay.on(date(2024, 1, 10)))
     assert perf["win_rate"] == 0.0
     assert perf["avg_win_pct"] is None
     assert perf["avg_loss_pct"] == pytest.approx(-2.0)
@@ -334,7 +337,7 @@ def test_all_breakevens() -> None:
     trades = [
         make_trade(f"s{i}", pnl_quote=0.0, exit_time=T0 + timedelta(days=i)) for i in range(3)
     ]
-    perf = performance(trades, starting_balance=500.0, today=date(2024, 1, 1))
+    perf = performance(trades, starting_balance=500.0, today=TradingDay.on(date(2024, 1, 1)))
     assert perf["breakevens"] == 3
     assert perf["win_rate"] == 0.0
     assert perf["profit_factor"] is None
@@ -356,7 +359,7 @@ def test_short_trade() -> None:
     trade = make_trade(
         "short1", pnl_quote=pnl_quote, pnl_pct=pnl_pct, direction="short", exit_time=T0
     )
-    perf = performance([trade], starting_balance=100.0, today=T0.date())
+    perf = performance([trade], starting_balance=100.0, today=TradingDay.on(T0.date()))
     assert perf["avg_win_pct"] == pytest.approx(9.8)
     assert perf["total_pnl"] == pytest.approx(9.8)
     assert perf["profit_factor"] == "inf"
@@ -366,7 +369,7 @@ def test_short_trade() -> None:
 
 def test_no_losses_profit_factor_inf_and_expectancy_ratio() -> None:
     wins = [make_trade("a", pnl_quote=20.0), make_trade("b", pnl_quote=40.0)]
-    perf = performance(wins, starting_balance=1000.0, today=T0.date())
+    perf = performance(wins, starting_balance=1000.0, today=TradingDay.on(T0.date()))
     assert perf["profit_factor"] == "inf"
     assert perf["expectancy_ratio"] is None
     # wins 2 % and 4 % (avg 3), losses -1 % and -2 % (avg -1.5), one breakeven: win rate 0.4
@@ -376,7 +379,7 @@ def test_no_losses_profit_factor_inf_and_expectancy_ratio() -> None:
         make_trade("d", pnl_quote=-20.0),
         make_trade("e", pnl_quote=1.0),
     ]
-    perf = performance(mixed, starting_balance=1000.0, today=T0.date())
+    perf = performance(mixed, starting_balance=1000.0, today=TradingDay.on(T0.date()))
     assert perf["win_rate"] == pytest.approx(0.4)
     assert perf["profit_factor"] == pytest.approx(61 / 30)
     assert perf["expectancy_ratio"] == pytest.approx((1 + 3 / 1.5) * 0.4 - 1)
@@ -388,7 +391,7 @@ def test_drawdown_times_streak_order_and_last_20() -> None:
         make_trade(f"s{i}", pnl_quote=p, exit_time=T0 + timedelta(hours=i))
         for i, p in enumerate(pnls)
     ]
-    perf = performance(trades[::-1], starting_balance=1000.0, today=T0.date())
+    perf = performance(trades[::-1], starting_balance=1000.0, today=TradingDay.on(T0.date()))
     assert perf["max_drawdown"] == pytest.approx(130 / 1100)
     assert perf["max_drawdown_start"] == "2024-01-01T10:00:00+00:00"
     assert perf["max_drawdown_end"] == "2024-01-01T13:00:00+00:00"
@@ -398,7 +401,7 @@ def test_drawdown_times_streak_order_and_last_20() -> None:
     many = [
         make_trade(f"t{i:02d}", pnl_quote=10.0 if i < 5 else -10.0, exit_time=T0) for i in range(25)
     ]
-    perf = performance(many, starting_balance=1000.0, today=T0.date())
+    perf = performance(many, starting_balance=1000.0, today=TradingDay.on(T0.date()))
     assert (perf["win_rate_last_20"], perf["last_20_count"]) == (0.0, 20)
     assert perf["win_rate"] == pytest.approx(0.2)
 
@@ -408,7 +411,9 @@ def test_window_start_and_today() -> None:
         make_trade("a", pnl_quote=100.0, exit_time=datetime(2024, 1, 1, 12, tzinfo=UTC)),
         make_trade("b", pnl_quote=-55.0, exit_time=datetime(2024, 1, 3, 12, tzinfo=UTC)),
     ]
-    early = performance(jan, starting_balance=1000.0, today=date(2024, 1, 3), window_start=None)
+    early = performance(
+        jan, starting_balance=1000.0, today=TradingDay.on(date(2024, 1, 3)), window_start=None
+    )
     dates = [d["date"] for d in listed(early, "daily_pnl")]
     assert dates == ["2024-01-01", "2024-01-02", "2024-01-03"]
     assert early["today_pnl"] == -55.0
@@ -416,7 +421,10 @@ def test_window_start_and_today() -> None:
     assert early["sharpe"] == pytest.approx(ref_sharpe([0.1, 0.0, -0.05]))
 
     padded = performance(
-        jan, starting_balance=1000.0, today=date(2024, 1, 3), window_start=date(2023, 12, 30)
+        jan,
+        starting_balance=1000.0,
+        today=TradingDay.on(date(2024, 1, 3)),
+        window_start=date(2023, 12, 30),
     )
     assert listed(padded, "daily_pnl")[:2] == [
         {"date": "2023-12-30", "pnl": 0.0},
@@ -425,7 +433,10 @@ def test_window_start_and_today() -> None:
     assert padded["sharpe"] == pytest.approx(ref_sharpe([0.0, 0.0, 0.1, 0.0, -0.05]))
 
     late = performance(
-        jan, starting_balance=1000.0, today=date(2024, 1, 3), window_start=date(2024, 1, 2)
+        jan,
+        starting_balance=1000.0,
+        today=TradingDay.on(date(2024, 1, 3)),
+        window_start=date(2024, 1, 2),
     )
     assert late["daily_pnl"] == [
         {"date": "2024-01-02", "pnl": 0.0},
@@ -441,7 +452,9 @@ def test_bust_account_has_no_sharpe() -> None:
         make_trade("a", pnl_quote=-1000.0, exit_time=T0),
         make_trade("b", pnl_quote=5.0, exit_time=T0 + timedelta(days=1)),
     ]
-    perf = performance(trades, starting_balance=1000.0, today=T0.date() + timedelta(days=1))
+    perf = performance(
+        trades, starting_balance=1000.0, today=TradingDay.on(T0.date() + timedelta(days=1))
+    )
     assert perf["sharpe"] is None
     assert perf["sortino"] is None
     assert perf["cagr"] == pytest.approx(-1.0)  # 1000 -> 5 in about a day
@@ -451,7 +464,7 @@ def test_bust_account_has_no_sharpe() -> None:
 
 def test_invalid_inputs() -> None:
     with pytest.raises(ValueError):
-        performance([], starting_balance=0.0, today=T0.date())
+        performance([], starting_balance=0.0, today=TradingDay.on(T0.date()))
     with pytest.raises(ValueError):
         make_trade("x", pnl_quote=1.0, outcome="draw")
     with pytest.raises(ValueError):
@@ -492,9 +505,11 @@ def test_performance_matches_independent_recomputation(rows: list[tuple[int, int
         for i, (minute, held, pnl) in enumerate(rows)
     ]
     balance = 10_000.0
-    perf = performance(trades, starting_balance=balance, today=date(2024, 3, 5))
+    perf = performance(trades, starting_balance=balance, today=TradingDay.on(date(2024, 3, 5)))
     json.dumps(perf, allow_nan=False)
-    assert perf == performance(trades[::-1], starting_balance=balance, today=date(2024, 3, 5))
+    assert perf == performance(
+        trades[::-1], starting_balance=balance, today=TradingDay.on(date(2024, 3, 5))
+    )
 
     n = len(trades)
     wins = sum(1 for t in trades if t.outcome == "win")

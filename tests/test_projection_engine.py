@@ -201,8 +201,8 @@ def extra_commands(tw: Tradewatch, items: Sequence[DemoTrade], rng: random.Rando
         trade = tw.ledger.trade(item.draft.signal_id)
         assert trade is not None
         entry = trade.entry
-        fill = Fill(entry.price, round(entry.qty * rng.choice((0.5, 1.5, 2.0)), 6), 0.01, entry.at)
-        tw.ledger.correct_entry(item.draft.signal_id, fill, "wrong quantity")
+        qty = round(entry.qty * rng.choice((0.5, 1.5, 2.0)), 6)
+        tw.ledger.correct_entry(item.draft.signal_id, "wrong quantity", qty=qty, fee=0.01)
     for item in traded:
         if item.exit_at is None and rng.random() < 0.5:
             assert item.entry is not None

@@ -207,7 +207,7 @@ def test_stats_as_of_equal_live_stats_of_a_ledger_with_only_the_earlier_facts(
 
 def test_an_entry_correction_counts_with_the_entry(tw: Tradewatch) -> None:
     run(tw, STEPS[:6])
-    tw.ledger.correct_entry("a", Fill(100.0, 3.0, 0.15, T0 + 1 * H), "wrong quantity")
+    tw.ledger.correct_entry("a", "wrong quantity", price=100.0, qty=3.0, fee=0.15, at=T0 + 1 * H)
     tw.engine.catch_up()
     while_open = tw.as_of(T0 + 4 * H).trade("a")
     assert while_open is not None
@@ -222,7 +222,7 @@ def test_a_correction_moving_the_entry_earlier_shows_the_trade_open_from_then(
     tw: Tradewatch,
 ) -> None:
     run(tw, (signal("f", "BTCUSDT", Direction.LONG, T0), entry("f", 100.0, 1.0, T0 + 2 * H)))
-    tw.ledger.correct_entry("f", Fill(100.0, 1.0, 0.05, T0 + 1 * H), "entered an hour earlier")
+    tw.ledger.correct_entry("f", "entered an hour earlier", fee=0.05, at=T0 + 1 * H)
     tw.engine.catch_up()
     live = tw.reports.trade("f")
     assert live is not None
@@ -232,7 +232,7 @@ def test_a_correction_moving_the_entry_earlier_shows_the_trade_open_from_then(
 
 def test_a_correction_moving_the_entry_later_shows_nothing_before_it(tw: Tradewatch) -> None:
     run(tw, (signal("g", "BTCUSDT", Direction.LONG, T0), entry("g", 100.0, 1.0, T0 + 1 * H)))
-    tw.ledger.correct_entry("g", Fill(100.0, 1.0, 0.05, T0 + 2 * H), "entered an hour later")
+    tw.ledger.correct_entry("g", "entered an hour later", fee=0.05, at=T0 + 2 * H)
     tw.engine.catch_up()
     live = tw.reports.trade("g")
     assert live is not None

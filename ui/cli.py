@@ -47,6 +47,10 @@ alerts_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(alerts_app, name="alerts")
+trade_app = typer.Typer(
+    help="Mend a recorded trade: void one entered in error.", no_args_is_help=True
+)
+app.add_typer(trade_app, name="trade")
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -96,12 +100,26 @@ def opened() -> Iterator[Tradewatch]:
         fail(f"cannot open the ledger: {e}", 1)
     try:
         tw.sync()
+        warn_unreadable(tw)
         yield tw
         tw.sync()
     except DomainError as e:
         fail(str(e))
     finally:
         tw.close()
+
+
+def warn_unreadable(tw: Tradewatch) -> None:
+    """One line on stderr when stored events had to be left out of the reports."""
+    left_out = tw.unreadable()
+    if left_out:
+        more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
+        err.print(
+            f"[bold yellow]warning:[/] {escape(left_out[0].describe())}{more}; the reports "
+            "answer without it: see 'tradewatch audit verify'",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def setting_errors(error: ValidationError) -> str:
@@ -208,7 +226,7 @@ def signal_add(
             model_version=model_version,
             theories=parse_theories(";".join(theory or [])),
         )
-        result = tw.ledger.record_signal(draft)
+        result = tw.ledger.record_signal(draft, timed=at is not None)
     report(
         as_json,
         {"signal_id": signal_id, "stored": result.stored},
@@ -245,17 +263,24 @@ def entry(
             metavar="[SIGNAL_ID] PRICE",
         ),
     ],
-    qty: Annotated[str, typer.Option(help="Quantity (units of the base asset).")] = "1",
+    qty: Annotated[
+        str | None, typer.Option(help="Quantity (units of the base asset; default 1).")
+    ] = None,
     fee: Annotated[
-        str, typer.Option(help="Fee paid, an amount in quote currency (not a rate).")
-    ] = "0",
+        str | None,
+        typer.Option(help="Fee paid, an amount in quote currency (not a rate; default 0)."),
+    ] = None,
     symbol: Annotated[str | None, typer.Option(help="For a manual trade without a signal.")] = None,
     direction: Annotated[
         str | None, typer.Option(help="For a manual trade: long or short.")
     ] = None,
     source: Annotated[str, typer.Option(help="Source of a manual trade's signal.")] = "manual",
     correct: Annotated[
-        bool, typer.Option("--correct", help="Correct the recorded entry (kept in history).")
+        bool,
+        typer.Option(
+            "--correct",
+            help="Correct the recorded entry (kept in history); what is not given is kept.",
+        ),
     ] = False,
     reason: Annotated[str, typer.Option(help="Why the entry is corrected.")] = "correction",
     force: Annotated[
@@ -272,21 +297,32 @@ def entry(
     else:
         fail("give SIGNAL_ID PRICE, or PRICE with --symbol and --direction")
     with opened() as tw:
-        fill = Fill.checked(
-            number("entry price", price_text),
-            number("qty", qty),
-            number("fee", fee),
-            moment(at),
-            "entry",
-        )
-        if signal_id is None:
-            result = tw.ledger.record_manual_trade(
-                str(symbol), Direction.parse(str(direction)), fill, source, force=force
+        if correct and signal_id is not None:
+            result = tw.ledger.correct_entry(
+                signal_id,
+                reason,
+                price=number("entry price", price_text),
+                qty=None if qty is None else number("qty", qty),
+                fee=None if fee is None else number("fee", fee),
+                at=None if at is None else moment(at),
             )
-        elif correct:
-            result = tw.ledger.correct_entry(signal_id, fill, reason)
+            trade = tw.ledger.trade(signal_id)
+            assert trade is not None
+            fill = trade.entry
         else:
-            result = tw.ledger.record_entry(signal_id, fill, force=force)
+            fill = Fill.checked(
+                number("entry price", price_text),
+                number("qty", qty or "1"),
+                number("fee", fee or "0"),
+                moment(at),
+                "entry",
+            )
+            if signal_id is None:
+                result = tw.ledger.record_manual_trade(
+                    str(symbol), Direction.parse(str(direction)), fill, source, force=force
+                )
+            else:
+                result = tw.ledger.record_entry(signal_id, fill, force=force)
     what = "corrected" if correct else "recorded"
     report(
         as_json,
@@ -306,19 +342,43 @@ def exit_(
             help="take_profit, stop_loss, manual, timeout, liquidation, or your own words."
         ),
     ] = None,
-    fee: Annotated[str, typer.Option(help="Exit fee, an amount in quote currency.")] = "0",
+    fee: Annotated[
+        str | None, typer.Option(help="Exit fee, an amount in quote currency (default 0).")
+    ] = None,
+    correct: Annotated[
+        bool,
+        typer.Option(
+            "--correct",
+            help="Correct the recorded exit (kept in history); what is not given is kept.",
+        ),
+    ] = False,
+    why: Annotated[
+        str | None, typer.Option("--reason", help="With --correct: why the exit is corrected.")
+    ] = None,
     at: AtOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Record the exit of a trade: P&L, outcome and hold time follow."""
+    if why is not None and not correct:
+        fail("--reason is why an exit is corrected: use it with --correct")
     with opened() as tw:
-        tw.ledger.record_exit(
-            signal_id,
-            number("exit price", price),
-            number("fee", fee),
-            exit_reason(reason),
-            moment(at),
-        )
+        if correct:
+            tw.ledger.correct_exit(
+                signal_id,
+                why or "correction",
+                price=number("exit price", price),
+                fee=None if fee is None else number("fee", fee),
+                exit_reason=None if reason is None else exit_reason(reason),
+                at=None if at is None else moment(at),
+            )
+        else:
+            tw.ledger.record_exit(
+                signal_id,
+                number("exit price", price),
+                number("fee", fee or "0"),
+                exit_reason(reason),
+                moment(at),
+            )
         tw.sync()
         trade = tw.reports.trade(signal_id)
     data = trade or {"signal_id": signal_id}
@@ -326,7 +386,19 @@ def exit_(
         f"{data.get('outcome')} on signal {signal_id}: {data.get('pnl_pct', 0):+.2f}% "
         f"({data.get('pnl_quote', 0):+.2f} quote), held {data.get('hold_minutes', 0):.0f} min"
     )
-    report(as_json, data, text)
+    report(as_json, data, ("exit corrected: " if correct else "") + text)
+
+
+@trade_app.command("void")
+def trade_void(
+    signal_id: Annotated[str, typer.Argument(help="The signal whose trade was entered in error.")],
+    reason: Annotated[str, typer.Option(help="Why the trade is void (recorded).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Void a trade entered in error: kept in history and the audit trail, out of every metric."""
+    with opened() as tw:
+        tw.ledger.void_trade(signal_id, reason)
+    report(as_json, {"signal_id": signal_id, "voided": True}, f"trade of signal {signal_id} void")
 
 
 def report(as_json: bool, data: Any, text: str) -> None:
@@ -890,6 +962,10 @@ def describe_step(step: dict[str, Any]) -> str:
         return f"entry corrected to {data['price']:g} x {data['qty']:g}: {data['reason']}"
     if kind == "Trade.ExitRecorded":
         return f"exit {data['price']:g} ({data['reason']}), fee {data['fee']:g}"
+    if kind == "Trade.ExitCorrected":
+        return f"exit corrected to {data['price']:g} ({data['exit_reason']}): {data['reason']}"
+    if kind == "Trade.Voided":
+        return f"trade voided: {data['reason']}"
     if kind == "Controller.StatusChanged":
         fired = "; ".join(r["text"] for r in data["rules"] if r.get("fired")) or "rules cleared"
         change = f"{data['old_status']} -> {data['new_status']} x{data['multiplier']:g}"
@@ -919,11 +995,13 @@ def audit_cmd(
     with opened() as tw:
         if target == "verify":
             check = audit.verify_chain(tw.engine.log, tw.store)
+            left_out = tw.unreadable()
             data: Any = {
                 "ok": check.ok,
                 "checked": check.checked,
                 "problem": check.problem,
                 "notification_id": check.notification_id,
+                "unreadable": [vars(found) for found in left_out],
             }
             if as_json:
                 print_json(data)
@@ -931,6 +1009,10 @@ def audit_cmd(
                 out.print(f"hash chain intact over {check.checked} events")
             if not check.ok:
                 fail(f"tamper evidence: {check.problem}", 1)
+            for found in left_out if not as_json else ():
+                out.print(f"left out: {found.describe()}", markup=False, highlight=False)
+            if left_out:
+                fail(f"{len(left_out)} stored event(s) cannot be read into the reports", 1)
             return
         if controller:
             stamp_ = moment(since).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if since else None
