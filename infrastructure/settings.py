@@ -21,6 +21,7 @@ from pydantic_settings import (
 from application.alerts import AlertSettings
 from domain.alert import AlertType, Mode
 from domain.controller_policy import Thresholds
+from domain.days import zone_named
 
 DEFAULT_HOME = Path("~/.local/share/tradewatch")
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -35,7 +36,7 @@ def config_file() -> Path:
 class Settings(BaseSettings):
     """Everything tradewatch can be told. Secrets come from the environment, never the repo."""
 
-    model_config = SettingsConfigDict(env_prefix="TRADEWATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TRADEWATCH_", extra="ignore", allow_inf_nan=False)
 
     home: Path = Field(default=DEFAULT_HOME, description="Data directory (SQLite file, secrets).")
     database_url: str | None = Field(
@@ -148,6 +149,12 @@ class Settings(BaseSettings):
     def candle_interval(self) -> timedelta:
         """``interval`` as a ``timedelta``."""
         return timedelta(minutes=self.interval)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        zone_named(name)
+        return name
 
     @classmethod
     def settings_customise_sources(

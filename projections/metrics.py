@@ -319,47 +319,58 @@ def daily_returns(pnls: Sequence[float], opening_equity: float) -> list[float] |
     return returns
 
 
+NEGLIGIBLE_DEVIATION = 0.01
+"""A deviation below 1 % of the mean's size is negligible: a ratio over it would pass 100 per
+period (1,910 a year for daily returns), which only a near-constant series produces, e.g.
+identical daily P&Ls whose returns differ only as equity compounds. Such a ratio is null."""
+
+
+def _ratio(mean: float, deviation: float) -> float | None:
+    """mean / deviation, or ``None`` when the deviation is negligible against the mean."""
+    if deviation <= NEGLIGIBLE_DEVIATION * abs(mean):
+        return None
+    return mean / deviation
+
+
 def sharpe(returns: Sequence[float]) -> float | None:
     """Annualised Sharpe ratio: mean(r) / std(r, ddof=1) · sqrt(365), risk-free rate 0.
 
-    ``None`` with fewer than 2 returns or zero standard deviation (all returns equal).
+    ``None`` with fewer than 2 returns, or when the standard deviation is negligible against
+    the mean (:data:`NEGLIGIBLE_DEVIATION`; all returns equal among them).
     """
     r = np.asarray(returns, dtype=np.float64)
     if r.size < 2 or np.ptp(r) == 0:
         return None
-    sd = float(np.std(r, ddof=1))
-    if sd == 0.0:
-        return None
-    return float(np.mean(r)) / sd * math.sqrt(DAYS_PER_YEAR)
+    ratio = _ratio(float(np.mean(r)), float(np.std(r, ddof=1)))
+    return None if ratio is None else ratio * math.sqrt(DAYS_PER_YEAR)
 
 
 def sortino(returns: Sequence[float]) -> float | None:
     """Annualised Sortino ratio: mean(r) / DD · sqrt(365), target return 0.
 
-    Downside deviation DD = sqrt(Σ min(r, 0)² / (n - 1)) over all n returns. ``None`` with fewer
-    than 2 returns or when DD is 0 (no negative return).
+    Downside deviation DD = sqrt(Σ min(r, 0)² / (n - 1)) over all n returns (n − 1, like the
+    standard deviation of Sharpe; quantstats divides by n). ``None`` with fewer than 2
+    returns, when DD is 0 (no negative return), or when DD is negligible against the mean.
     """
     r = np.asarray(returns, dtype=np.float64)
     if r.size < 2:
         return None
     downside = math.sqrt(float(np.sum(np.minimum(r, 0.0) ** 2)) / (r.size - 1))
-    if downside == 0.0:
-        return None
-    return float(np.mean(r)) / downside * math.sqrt(DAYS_PER_YEAR)
+    ratio = _ratio(float(np.mean(r)), downside)
+    return None if ratio is None else ratio * math.sqrt(DAYS_PER_YEAR)
 
 
 def sqn(pnls: Sequence[float] | npt.NDArray[np.float64]) -> float | None:
     """System Quality Number: sqrt(N) · mean(pnl) / std(pnl, ddof=1).
 
-    ``None`` when N < 2 or the standard deviation is 0 (all P&Ls equal).
+    ``None`` when N < 2 or the standard deviation is negligible against the mean (all
+    P&Ls equal, up to float noise).
     """
     p = np.asarray(pnls, dtype=np.float64)
     if p.size < 2 or np.ptp(p) == 0:
         return None
-    sd = float(np.std(p, ddof=1))
-    if sd == 0.0:
-        return None
-    return math.sqrt(p.size) * float(np.mean(p)) / sd
+    ratio = _ratio(float(np.mean(p)), float(np.std(p, ddof=1)))
+    return None if ratio is None else math.sqrt(p.size) * ratio
 
 
 def max_drawdown(equity: Sequence[float] | npt.NDArray[np.float64]) -> Drawdown | None:

@@ -95,9 +95,14 @@ def mapped(result: Mapping[str, object], key: str) -> dict[str, Any]:
 # --- independent reference computations (numpy / plain python, no module helpers) ----------------
 
 
+def negligible(deviation: float, mean: float) -> bool:
+    """docs/metrics.md: a deviation under 1 % of |mean| makes a ratio null."""
+    return bool(deviation <= 0.01 * abs(mean))
+
+
 def ref_sharpe(r: Sequence[float]) -> float | None:
     a = np.array(r, dtype=float)
-    if len(a) < 2 or a.max() == a.min():
+    if len(a) < 2 or a.max() == a.min() or negligible(a.std(ddof=1), a.mean()):
         return None
     return float(a.mean() / a.std(ddof=1) * np.sqrt(365.0))
 
@@ -107,7 +112,7 @@ def ref_sortino(r: Sequence[float]) -> float | None:
     if len(a) < 2:
         return None
     dd = np.sqrt(np.sum(np.where(a < 0, a, 0.0) ** 2) / (len(a) - 1))
-    return None if dd == 0 else float(a.mean() / dd * np.sqrt(365.0))
+    return None if dd == 0 or negligible(dd, a.mean()) else float(a.mean() / dd * np.sqrt(365.0))
 
 
 def ref_max_drawdown(equity: Sequence[float]) -> float:
@@ -118,7 +123,7 @@ def ref_max_drawdown(equity: Sequence[float]) -> float:
 
 def ref_sqn(p: Sequence[float]) -> float | None:
     a = np.array(p, dtype=float)
-    if len(a) < 2 or a.max() == a.min():
+    if len(a) < 2 or a.max() == a.min() or negligible(a.std(ddof=1), a.mean()):
         return None
     return float(np.sqrt(len(a)) * a.mean() / a.std(ddof=1))
 
