@@ -13,7 +13,7 @@ from domain.pnl import classify, trade_pnl
 from domain.trade import Trade
 from domain.trade_book import ClosedTradeFact, TradeBook
 from domain.values import Direction
-from projections.facts import Fact, as_time
+from projections.facts import Fact, as_time, readable_time
 
 EXIT_KINDS = ("Trade.ExitRecorded", "Trade.ExitCorrected", "Trade.EntryCorrected", "Trade.Voided")
 """Events that can change a closed trade's P&L, or take it out of the book."""
@@ -83,7 +83,7 @@ class Bookkeeper:
         if pnl is None or trade.exit is None:
             return None  # a correction of a still-open trade changes no measurement
         return ClosedTradeFact(
-            exit_time=trade.exit.at,
+            exit_time=readable_time(trade.exit.at),
             notification_id=fact.id,
             signal_id=trade.signal_id,
             pnl_quote=pnl.net_quote,
@@ -156,7 +156,7 @@ class ExitReader:
         if fact.kind == "Trade.EntryCorrected":
             trade.update(price=s["price"], qty=s["qty"], fee=s["fee"])
         else:
-            trade["exit"] = (s["price"], s["fee"], as_time(s["at"]))
+            trade["exit"] = (s["price"], s["fee"], readable_time(s["at"]))
         if trade["exit"] is None:
             return None
         exit_price, exit_fee, exit_at = trade["exit"]

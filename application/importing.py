@@ -148,8 +148,10 @@ def read_records(text: str, fmt: str) -> Iterator[tuple[int, Mapping[str, Any]]]
 
 def _csv_records(text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     reader = csv.DictReader(io.StringIO(text))
+    read = 0  # the lines read so far: a record that fails to parse starts after them
     try:
         header = reader.fieldnames or []
+        read = 1
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise ImportRefusedError(f"line 1: the header lacks column(s) {', '.join(missing)}")
@@ -164,8 +166,9 @@ def _csv_records(text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
             if None in record:
                 raise ImportRefusedError(f"line {reader.line_num}: more fields than the header has")
             yield reader.line_num, record
+            read = reader.line_num
     except csv.Error as e:
-        line = max(reader.line_num, 1)
+        line = read + 1
         if "field larger than field limit" in str(e):
             limit = csv.field_size_limit()
             raise ImportRefusedError(

@@ -18,6 +18,9 @@ from domain.values import Direction
 DEFAULT_BREAKEVEN_PCT = 0.5
 """A trade within ±0.5 % (net) of its entry is a breakeven, as in the V7 plan."""
 
+MAX_PNL = 1e30
+"""No P&L is larger: the validated ranges keep one within ±1e27, and the reports sum them."""
+
 OUTCOME_DECIMALS = 9
 """The outcome is decided on ``pnl_pct`` rounded to this many decimals (1e-9 percentage
 points), so float noise such as 0.5000000000000004 cannot turn a breakeven into a win:
@@ -60,8 +63,9 @@ def trade_pnl(
     """P&L of a trade of ``qty`` units, net of ``fees`` (an amount in quote currency).
 
     Raises ``DomainError`` when the entry notional is not a positive normal float or a
-    result is not finite: such a trade has no P&L (the validators keep them out of the
-    ledger; this guards what reads events stored without them).
+    result is not finite (or above :data:`MAX_PNL`): such a trade has no P&L. The
+    validators keep those out of the ledger; this guards what reads events stored
+    without them.
     """
     notional = entry * qty
     if not (math.isfinite(notional) and notional >= sys.float_info.min):
@@ -69,8 +73,11 @@ def trade_pnl(
     gross = price_return(direction, entry, exit_price) * notional
     net = gross - fees
     pct = net / notional * 100.0
-    if not (math.isfinite(gross) and math.isfinite(net) and math.isfinite(pct)):
-        raise DomainError(f"the P&L of entry {entry!r} and exit {exit_price!r} is not finite")
+    if not (abs(gross) <= MAX_PNL and abs(net) <= MAX_PNL and math.isfinite(pct)):
+        raise DomainError(
+            f"the P&L of entry {entry!r} and exit {exit_price!r} is not a finite number "
+            f"within ±{MAX_PNL:g}"
+        )
     return TradePnl(gross_quote=gross, net_quote=net, pct=pct)
 
 

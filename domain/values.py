@@ -21,11 +21,12 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 """How far ahead of the application's clock a fact may be dated (clock skew between hosts)."""
 
 MIN_PRICE, MAX_PRICE = 1e-12, 1e12
-"""Prices (and levels) lie in [1e-12, 1e12]: a notional is then at most 1e24 and at least
-1e-24, and every P&L, percentage and sum over a ledger stays a finite normal float."""
+"""Prices (and levels) lie in [1e-12, 1e12], so that with the quantities below every
+notional, P&L, percentage and sum over a ledger stays a finite normal float."""
 
-MIN_QUANTITY, MAX_QUANTITY = 1e-12, 1e12
-"""Quantities and position sizes lie in [1e-12, 1e12], like prices."""
+MIN_QUANTITY, MAX_QUANTITY = 1e-12, 1e15
+"""Quantities and position sizes lie in [1e-12, 1e15] (a meme coin is bought by the
+trillion): a notional is then within [1e-24, 1e27]."""
 
 MAX_SCORE = 1e6
 """Theory scores lie in [−1e6, 1e6], so score × P&L stays finite."""
@@ -76,7 +77,7 @@ def valid_price(name: str, value: float) -> float:
 
 
 def valid_quantity(name: str, value: float) -> float:
-    """A quantity or position size: a finite number within [1e-12, 1e12]."""
+    """A quantity or position size: a finite number within [1e-12, 1e15]."""
     return _bounded(name, value, MIN_QUANTITY, MAX_QUANTITY)
 
 

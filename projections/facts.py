@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -45,10 +45,28 @@ class Fact:
 
 
 def as_time(value: Any) -> datetime:
-    """Decode a stored datetime (``{"_type_": "datetime_iso", "_data_": ...}`` or ISO text)."""
+    """Decode a stored datetime (``{"_type_": "datetime_iso", "_data_": ...}`` or ISO text);
+    a datetime is returned as it is."""
+    if isinstance(value, datetime):
+        return value
     if isinstance(value, dict):
         value = value["_data_"]
     return datetime.fromisoformat(value)
+
+
+READABLE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+READABLE_UNTIL = datetime(2200, 1, 1, tzinfo=UTC)
+"""Times the readers hold: the metrics count time in int64 nanoseconds since 1970 (which
+end in 2262), and the controller counts days. The domain accepts far fewer (2009 to now)."""
+
+
+def readable_time(value: Any) -> datetime:
+    """:func:`as_time`, refusing (``ValueError``) a naive time or one outside the range the
+    readers hold; such a fact is left out by whoever reads it."""
+    moment = as_time(value)
+    if moment.utcoffset() is None or not READABLE_FROM <= moment < READABLE_UNTIL:
+        raise ValueError(f"time {moment.isoformat()} is outside the range the reports hold")
+    return moment
 
 
 def plain(value: Any) -> Any:

@@ -10,6 +10,7 @@ Reading commands name what was left out; ``tradewatch audit verify`` lists it.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from projections.facts import Fact
@@ -47,6 +48,18 @@ class Unreadable:
             f"event #{self.notification_id} ({self.kind} {self.event_id}) is left out of "
             f"{self.reader}: {self.reason}"
         )
+
+
+def summary(found: Sequence[Unreadable]) -> str:
+    """One line: the first event left out, by which readers and why, and how many more."""
+    first = found[0]
+    readers = sorted({f.reader for f in found if f.notification_id == first.notification_id})
+    events = len({f.notification_id for f in found})
+    more = f" (and {events - 1} more event{'s' if events > 2 else ''})" if events > 1 else ""
+    return (
+        f"event #{first.notification_id} ({first.kind} {first.event_id}) is left out of "
+        f"{', '.join(readers)}: {first.reason}{more}"
+    )
 
 
 def reason_of(error: BaseException) -> str:

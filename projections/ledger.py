@@ -3,15 +3,14 @@
 The outcome threshold is applied here, when projecting, so a replay with another
 threshold recomputes every outcome (``config`` changes, and the engine replays).
 
-A fact the read model cannot hold (a P&L that is not finite, a time outside
-:data:`READABLE_FROM` … :data:`READABLE_UNTIL`, theory scores that are not numbers)
+A fact the read model cannot hold (a P&L that is not finite, a time outside the range
+of :func:`~projections.facts.readable_time`, theory scores that are not numbers)
 raises ``ValueError`` naming the problem; the engine then leaves that fact out and
 names it (see :mod:`projections.engine`), so the rows the reports read are always sound.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,14 +19,10 @@ import orjson
 
 from domain.pnl import DEFAULT_BREAKEVEN_PCT, classify, hold_minutes, trade_pnl
 from domain.signal import signal_uuid
-from domain.values import Direction
+from domain.values import MAX_SCORE, Direction
 from projections.engine import Table
-from projections.facts import Fact, as_time
+from projections.facts import Fact, readable_time
 from projections.store import Cursor
-
-READABLE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
-READABLE_UNTIL = datetime(2200, 1, 1, tzinfo=UTC)
-"""Times the read models hold (the metrics count time in int64 nanoseconds since 1970)."""
 
 
 def stamp(moment: datetime) -> str:
@@ -43,19 +38,17 @@ def stamp(moment: datetime) -> str:
 
 def _when(value: Any) -> str:
     """A stored time as :func:`stamp` text; ``ValueError`` outside the readable range."""
-    moment = as_time(value)
-    if moment.utcoffset() is None or not READABLE_FROM <= moment < READABLE_UNTIL:
-        raise ValueError(f"time {moment.isoformat()} is outside the range the reports hold")
-    return stamp(moment)
+    return stamp(readable_time(value))
 
 
 def _scores(theories: Any) -> str:
-    """Theory scores as stored JSON; ``ValueError`` unless a mapping of finite numbers."""
+    """Theory scores as stored JSON; ``ValueError`` unless a mapping of numbers within the
+    domain's ±1e6 (so that score × P&L stays finite)."""
     if not isinstance(theories, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        isinstance(v, int | float) and not isinstance(v, bool) and abs(v) <= MAX_SCORE
         for v in theories.values()
     ):
-        raise ValueError("theory scores are not finite numbers")
+        raise ValueError(f"theory scores are not numbers within ±{MAX_SCORE:g}")
     return orjson.dumps(theories).decode()
 
 

@@ -202,6 +202,16 @@ def test_json_import(tw: Tradewatch) -> None:
             "take_profit,0.7,a=0.6,v7",
             "line 3: signal A is already recorded with a different theories",
         ),
+        (  # only the exit reason differs: a conflict, not "already known"
+            "A,BTCUSDT,long,2024-01-01T10:00:00Z,40000,2024-01-01T12:30:00Z,41000,0.5,4,"
+            "stop_loss,0.7,a=0.6;b=0.4,v7",
+            "line 3: signal A already exited differently",
+        ),
+        (  # only the time differs
+            "A,BTCUSDT,long,2024-01-01T10:05:00Z,40000,2024-01-01T12:30:00Z,41000,0.5,4,"
+            "take_profit,0.7,a=0.6;b=0.4,v7",
+            "line 3: signal A is already recorded with a different time",
+        ),
     ],
 )
 def test_conflicting_reimport_is_refused_naming_the_line(

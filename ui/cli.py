@@ -26,7 +26,7 @@ from domain.signal import SignalDraft
 from domain.trade import Fill
 from domain.values import Direction
 from infrastructure.bootstrap import Tradewatch, bootstrap
-from projections import audit
+from projections import audit, faults
 from projections.reports import Reports, TradeFilter
 
 app = typer.Typer(
@@ -113,10 +113,9 @@ def warn_unreadable(tw: Tradewatch) -> None:
     """One line on stderr when stored events had to be left out of the reports."""
     left_out = tw.unreadable()
     if left_out:
-        more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
         err.print(
-            f"[bold yellow]warning:[/] {escape(left_out[0].describe())}{more}; the reports "
-            "answer without it: see 'tradewatch audit verify'",
+            f"[bold yellow]warning:[/] {escape(faults.summary(left_out))}; the reports answer "
+            "without it: see 'tradewatch audit verify'",
             highlight=False,
             soft_wrap=True,
         )
