@@ -24,9 +24,10 @@ from application.ledger import exit_reason
 from domain.errors import DomainError
 from domain.signal import SignalDraft
 from domain.trade import Fill
-from domain.values import Direction
+from domain.values import Direction, utc
 from infrastructure.bootstrap import Tradewatch, bootstrap
 from projections import audit, faults
+from projections.ledger import stamp
 from projections.reports import Reports, TradeFilter
 
 app = typer.Typer(
@@ -146,6 +147,16 @@ def moment(text: str | None) -> datetime:
         return datetime.now(UTC)
     try:
         return parse_time(text)
+    except DomainError as e:
+        fail(str(e))
+
+
+def since_stamp(text: str | None) -> str | None:
+    """``--since`` as the read models store times: the instant, whatever its offset."""
+    if text is None:
+        return None
+    try:
+        return stamp(utc(moment(text)))
     except DomainError as e:
         fail(str(e))
 
@@ -1014,7 +1025,7 @@ def audit_cmd(
                 fail(f"{len(left_out)} stored event(s) cannot be read into the reports", 1)
             return
         if controller:
-            stamp_ = moment(since).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if since else None
+            stamp_ = since_stamp(since)
             data = audit.by_kind(tw.store, DECISION_KINDS, stamp_)
             if as_json:
                 print_json(data)
@@ -1075,7 +1086,7 @@ def alerts_list(
     """List raised alerts from the read model (published or not)."""
     if ctx.invoked_subcommand is not None:
         return
-    stamp_ = moment(since).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if since else None
+    stamp_ = since_stamp(since)
     with opened() as tw:
         rows = audit.by_kind(tw.store, ("Alert.Raised",), stamp_)
     rows = [r for r in rows if type_ is None or r["data"]["type"] == type_][-limit:]
