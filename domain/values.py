@@ -193,3 +193,19 @@ def optional_text(name: str, value: str | None, *, max_length: int = 200) -> str
 
 def _unprintable(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
+
+
+def positive_price(name: str, value: float) -> float:
+    """A finite number > 0, without the range of :func:`valid_price` (the paper exchange's
+    orders check their fills' values themselves)."""
+    number = _number(name, value)
+    if number <= 0:
+        raise DomainError(f"{name} must be greater than 0, got {value}")
+    return number
+
+
+fraction = valid_fraction
+"""The first name of :func:`valid_fraction`."""
+
+text = clean_text
+"""The first name of :func:`clean_text`."""
