@@ -42,12 +42,13 @@ class Unreadable:
     kind: str
     reason: str
 
-    def describe(self) -> str:
-        """One line, e.g. ``event #12 (Trade.ExitRecorded …:2) left out of ledger: …``."""
-        return (
-            f"event #{self.notification_id} ({self.kind} {self.event_id}) is left out of "
-            f"{self.reader}: {self.reason}"
-        )
+
+def by_event(found: Sequence[Unreadable]) -> list[list[Unreadable]]:
+    """What was left out, one group per event, in log order."""
+    groups: dict[int, list[Unreadable]] = {}
+    for item in found:
+        groups.setdefault(item.notification_id, []).append(item)
+    return [groups[key] for key in sorted(groups)]
 
 
 def summary(found: Sequence[Unreadable]) -> str:

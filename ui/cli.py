@@ -1019,10 +1019,11 @@ def audit_cmd(
                 out.print(f"hash chain intact over {check.checked} events")
             if not check.ok:
                 fail(f"tamper evidence: {check.problem}", 1)
-            for found in left_out if not as_json else ():
-                out.print(f"left out: {found.describe()}", markup=False, highlight=False)
-            if left_out:
-                fail(f"{len(left_out)} stored event(s) cannot be read into the reports", 1)
+            events = faults.by_event(left_out)
+            for group in events if not as_json else ():
+                out.print(f"left out: {faults.summary(group)}", markup=False, highlight=False)
+            if events:
+                fail(f"{len(events)} stored event(s) cannot be read into the reports", 1)
             return
         if controller:
             stamp_ = since_stamp(since)
