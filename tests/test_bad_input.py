@@ -501,3 +501,39 @@ def test_the_installed_command_refuses_them_too(
     assert needle in result.stderr
     assert stored(tw) == before
     assert run_cli("stats", "--json").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        (
+            "TRADEWATCH_BREAKEVEN_PCT",
+            "inf",
+            "TRADEWATCH_BREAKEVEN_PCT: Input should be a finite number",
+        ),
+        (
+            "TRADEWATCH_STARTING_BALANCE",
+            "inf",
+            "TRADEWATCH_STARTING_BALANCE: Input should be a finite number",
+        ),
+        (
+            "TRADEWATCH_STARTING_BALANCE",
+            "nan",
+            "TRADEWATCH_STARTING_BALANCE: Input should be a finite number",
+        ),
+        (
+            "TRADEWATCH_TIMEZONE",
+            "Mars/Olympus",
+            "TRADEWATCH_TIMEZONE: Value error, unknown time zone 'Mars/Olympus'",
+        ),
+    ],
+)
+def test_a_setting_that_cannot_work_is_a_one_line_error(
+    tmp_path: Path, variable: str, value: str, needle: str
+) -> None:
+    env = {"TRADEWATCH_HOME": str(tmp_path), variable: value}
+    result = CliRunner().invoke(app, ["stats", "--json"], env=env)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: bad setting: ") and needle in result.stderr
+    assert not (tmp_path / "tradewatch.db").exists()  # refused before the ledger was opened
