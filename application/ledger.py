@@ -17,6 +17,7 @@ from domain.events import Causation
 from domain.signal import MANUAL_SOURCE, Gate, Signal, SignalDraft, signal_uuid
 from domain.trade import Fill, Trade, trade_uuid
 from domain.values import Direction, ExitReason
+from projections.faults import UNREADABLE, reason_of
 
 T = TypeVar("T")
 
@@ -79,11 +80,16 @@ class TradeLedger(Application[Any]):
         return found if isinstance(found, Trade) else None
 
     def find(self, aggregate_id: Any) -> Aggregate | None:
-        """Any aggregate of the ledger by id, or ``None``."""
+        """Any aggregate of the ledger by id, or ``None``; a ``DomainError`` when its stored
+        events cannot be read back (stored without the domain's checks)."""
         try:
             found: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
+        except UNREADABLE as error:
+            raise DomainError(
+                f"the stored events of {aggregate_id} cannot be read back ({reason_of(error)})"
+            ) from None
         return found
 
     # Commands -------------------------------------------------------------------

@@ -221,3 +221,23 @@ def test_the_warning_and_audit_verify_name_the_event_and_the_reason(tw: Tradewat
     assert text.stderr.strip().splitlines()[-1] == (
         "error: 1 stored event(s) cannot be read into the reports"
     )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_command_on_a_trade_that_cannot_be_read_back_is_a_one_line_error(
+    tw: Tradewatch,
+) -> None:
+    tw.ledger.record_signal(SignalDraft("bad", "BTCUSDT", LONG, T0))
+    tw.ledger.record_entry("bad", Fill.checked(100.0, 1.0, 0.0, T0, "entry"))
+    trade = tw.ledger.trade("bad")
+    assert trade is not None
+    trade.trigger_event(Trade.ExitRecorded, price=90.0, fee=0.0, reason="x", at=T0, **cause("bad"))
+    (event,) = trade.collect_events()
+    del vars(event)["price"]
+    tw.ledger.events.put([event])
+    assert strict_json(invoke(tw, "stats", "--json").stdout)["total_trades"] == 0
+    result = invoke(tw, "exit", "bad", "95", "--correct")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"error: the stored events of {trade_uuid('bad')} cannot be read back")
+    assert "Traceback" not in result.output
