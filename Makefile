@@ -28,8 +28,10 @@ services:
 browser:
 	bash scripts/ensure-browser.sh
 
+TEST_WORKERS ?= 2
+
 test: install services browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .

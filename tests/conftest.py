@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,6 +19,10 @@ from tests.fakes.bybit import FakeBybit
 
 PG_ADMIN_URL = os.environ.get("TRADEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TRADEWATCH = str(Path(sys.executable).with_name("tradewatch"))
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+"""The PostgreSQL parameter of ``database_url``, marked so that ``-m "not postgres"`` skips it."""
+POSTGRES_ONLY = pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
+"""Run a ``database_url`` test on PostgreSQL only."""
 
 
 def _admin(sql: str) -> None:
@@ -36,7 +41,7 @@ def postgres_url() -> Iterator[str]:
         _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", POSTGRES])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database of each kind: a SQLite file, then a PostgreSQL database."""
     if request.param == "sqlite":
@@ -104,3 +109,33 @@ def fake_bybit() -> Iterator[FakeBybit]:
     """A fake Bybit V5 server on 127.0.0.1 (see ``tests/fakes/bybit.py``), stopped afterwards."""
     with FakeBybit() as fake:
         yield fake
+
+
+# Running in parallel (make test: pytest-xdist, 2 workers) ------------------------------
+
+ONE_WORKER = ("tests/test_dashboard",)
+"""Test files (by prefix) run together on one worker: the browser tests share one Chromium
+and one dashboard server, and two browsers at once would starve a 2-core machine."""
+
+
+def together(nodeid: str) -> str:
+    """The scheduling unit of a test: its file's group for :data:`ONE_WORKER`, else itself."""
+    path = nodeid.split("::", 1)[0]
+    return "browser" if path.startswith(ONE_WORKER) else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist load`` (the default of ``-n``), but :data:`ONE_WORKER` files on one worker.
+
+    xdist's own ``loadgroup`` would do with ``xdist_group`` marks, but pytest 9.2 no longer
+    lets a plugin rename a test's node id, which is how loadgroup groups them.
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under xdist
+
+    class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return together(nodeid)
+
+    return Scheduling(config, log)

@@ -19,6 +19,7 @@ from domain.trade import Fill
 from domain.values import Direction
 from infrastructure.bootstrap import Tradewatch
 from projections.facts import Fact
+from tests.conftest import POSTGRES_ONLY
 
 MakeTradewatch = Callable[..., Tradewatch]
 DAY = datetime(2026, 11, 10, tzinfo=UTC)
@@ -366,7 +367,7 @@ def test_each_alert_is_raised_once_however_often_and_by_however_many_policies(
     assert all(tw.alerts.position() == tw.engine.log.last_id() for tw in policies)
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@POSTGRES_ONLY
 def test_a_policy_that_loses_races_to_another_does_not_fail(
     make_tradewatch: MakeTradewatch,
 ) -> None:

