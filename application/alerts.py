@@ -4,6 +4,12 @@ It follows the event log with its own tracking position, saved atomically with t
 it raises, so a crash never loses or doubles one. Alerts about a day or a week are keyed by
 the period, so they are raised once however often the clock is consulted. Publishing is
 someone else's job (the NATS relay); here alerts are only decided and recorded.
+
+History is not news: an alert about the past is recorded (the audit keeps it) but marked
+not to publish. A signal's alert is published only while the signal is still actionable
+(:func:`domain.alert.still_actionable`); a warning or critical alert only for the colour
+change in force when the policy handles it; a predictive warning only for the latest exit.
+Importing a year of history therefore sends nothing but the status in force now.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from eventsourcing.domain import Aggregate
 from application.bookkeeping import Bookkeeper, ExitReader, KeptBook, VoidedTrade
 from application.ledger import TradeLedger
 from application.process import FaultSink, TrackedProcess
-from domain.alert import Alert, AlertType, Mode, Severity, alert_uuid
+from domain.alert import Alert, AlertType, Mode, Severity, alert_uuid, still_actionable
 from domain.controller import CONTROLLER_ID, Controller
 from domain.controller_policy import Thresholds
 from domain.days import TradingDay
@@ -51,6 +57,10 @@ class AlertFigures(Protocol):
         """Figures for the weekly report of the week that ended at ``now``."""
         ...
 
+    def last_exit_notification_id(self) -> int:
+        """The log position of the latest exit (or exit correction) projected, 0 if none."""
+        ...
+
 
 @dataclass(frozen=True)
 class AlertSettings:
@@ -60,6 +70,8 @@ class AlertSettings:
     timezone: str = "UTC"
     report_time: time = time(8, 0)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    signal_max_age: timedelta = timedelta(hours=1)
+    """How long a signal without a timeframe stays actionable (its alert published)."""
 
     def mode(self, type_: AlertType) -> Mode:
         """The mode of a type (on unless set)."""
@@ -79,6 +91,8 @@ class _Draft:
     caused_by: list[int]
     at: datetime
     per_period: bool = False
+    news: bool = True
+    """False for an alert about the past: recorded, not published."""
 
 
 class AlertPolicy(TrackedProcess):
@@ -111,10 +125,16 @@ class AlertPolicy(TrackedProcess):
         book = self.kept.at(position)
         exits = self.books.reader()
         self._raised = set()
+        now = self.clock()
+        controller = self.ledger.find(CONTROLLER_ID)
+        in_force = controller.last_change_id if isinstance(controller, Controller) else None
+        latest_exit = self.figures.last_exit_notification_id()
 
         def handle(fact: Fact) -> Sequence[Aggregate]:
             self.kept.handling()
             drafts = self._alerts_for(fact, book, exits)
+            for draft in drafts:
+                draft.news = self._is_news(draft, fact, now, in_force, latest_exit)
             raised = [alert for d in drafts if (alert := self._new_alert(d)) is not None]
             self.kept.handled(fact.id)
             return raised
@@ -124,6 +144,17 @@ class AlertPolicy(TrackedProcess):
     def after_events(self) -> None:
         """Raise the daily status and the weekly report when they are due."""
         self._schedules()
+
+    def _is_news(
+        self, draft: _Draft, fact: Fact, now: datetime, in_force: str | None, latest_exit: int
+    ) -> bool:
+        """Whether an alert raised while handling ``fact`` is about the present."""
+        if draft.type is AlertType.SIGNAL:
+            timeframe = fact.state["timeframe"]
+            return still_actionable(draft.at, timeframe, now, self.settings.signal_max_age)
+        if draft.type in (AlertType.WARNING, AlertType.CRITICAL):
+            return fact.event_id == in_force
+        return fact.id >= latest_exit  # a predictive warning: no later exit is known
 
     def _alerts_for(self, fact: Fact, book: TradeBook, exits: ExitReader) -> list[_Draft]:
         if fact.kind in ("Signal.Recorded", "Signal.Generated"):
@@ -330,7 +361,7 @@ class AlertPolicy(TrackedProcess):
             draft.data,
             causes=draft.causes,
             caused_by=draft.caused_by,
-            publish=mode is Mode.ON,
+            publish=mode is Mode.ON and draft.news,
             at=draft.at,
             causation=Causation(draft.correlation_id, draft.causes[0]),
         )

@@ -6,7 +6,8 @@ alert cannot be raised twice: a second attempt conflicts with the first and is d
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -46,6 +47,34 @@ class Mode(StrEnum):
     ON = "on"
     SILENT = "silent"
     OFF = "off"
+
+
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_BYBIT_INTERVALS = {"D": 86_400, "W": 604_800, "M": 30 * 86_400}
+_TIMEFRAME = re.compile(r"(\d{1,6})\s*(s|m|min|h|d|w)?")
+
+
+def timeframe_length(timeframe: str | None) -> timedelta | None:
+    """How long one bar of a signal's timeframe lasts: ``15m``, ``4h``, ``1d``, ``1w``, or
+    Bybit's intervals (``15`` minutes, ``D``, ``W``, ``M``); None when it says no length."""
+    if timeframe is None:
+        return None
+    text = timeframe.strip()
+    if text in _BYBIT_INTERVALS:
+        return timedelta(seconds=_BYBIT_INTERVALS[text])
+    found = _TIMEFRAME.fullmatch(text.lower())
+    if found is None or int(found[1]) == 0:
+        return None
+    return timedelta(seconds=int(found[1]) * _UNITS[found[2] or "m"])
+
+
+def still_actionable(
+    signal_at: datetime, timeframe: str | None, now: datetime, max_age: timedelta
+) -> bool:
+    """Whether a signal is still news at ``now``: no older than one bar of its timeframe
+    (``max_age`` when it has none). Alerts about older signals are history: recorded, not
+    published."""
+    return now - signal_at <= (timeframe_length(timeframe) or max_age)
 
 
 def alert_uuid(key: str) -> UUID:

@@ -41,6 +41,8 @@ class Controller(Aggregate):
         self.multiplier = 1.0
         self.changed_at: datetime | None = None
         self.last_decision_id: str | None = None
+        self.last_change_id: str | None = None
+        """The colour change in force (the last ``StatusChanged``), as ``<uuid>:<version>``."""
 
     class Started(TracedCreated):
         """The controller came into being (GREEN, multiplier 1)."""
@@ -75,6 +77,7 @@ class Controller(Aggregate):
             aggregate.multiplier = self.multiplier
             aggregate.changed_at = self.decided_at
             aggregate.last_decision_id = event_id(self.originator_id, self.originator_version)
+            aggregate.last_change_id = aggregate.last_decision_id
 
     class ManualAction(TracedEvent):
         """A person acted on the controller: who, why and when."""

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         description="A signal model directory (with card.json) or a folder of them; "
         "unset: the shipped model.",
     )
+    alerts_signal_max_age_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        le=525_600,
+        allow_inf_nan=False,
+        description="How long a signal without a timeframe stays news (its alert published).",
+    )
     nats_url: str | None = Field(default=None, description="nats://host:4222; unset: no relay.")
     nats_user: str | None = None
     nats_password: str | None = None
@@ -105,6 +112,7 @@ class Settings(BaseSettings):
             timezone=self.timezone,
             report_time=self.report_time,
             thresholds=self.thresholds(),
+            signal_max_age=timedelta(minutes=self.alerts_signal_max_age_minutes),
         )
 
     def thresholds(self) -> Thresholds:

@@ -285,6 +285,13 @@ class Reports:
             "calibration_ece": calibration_report(week)["overall"]["ece"],  # type: ignore[index]
         }
 
+    def last_exit_notification_id(self) -> int:
+        """The log position of the latest fact that closed or changed a closed trade."""
+        with self.store.reading() as cur:
+            cur.execute("SELECT MAX(changed) FROM trades WHERE status = 'closed'")
+            found = cur.fetchone()[0]
+        return 0 if found is None else int(found)
+
     def closed_until(self, notification_id: int) -> list[ClosedTradeFact]:
         """Closed trades whose exit is at or before ``notification_id`` (for the controller)."""
         with self.store.reading() as cur:
