@@ -66,7 +66,7 @@ def generate(days: int = 90, seed: int = 7, end: datetime | None = None) -> Iter
             for name in rng.sample(THEORIES, rng.randint(2, 4))
         }
         draft = SignalDraft(
-            signal_id=f"demo-{number:05d}",
+            signal_id=demo_id(number),
             symbol=symbol,
             direction=direction,
             at=moment,
@@ -104,6 +104,16 @@ def generate(days: int = 90, seed: int = 7, end: datetime | None = None) -> Iter
         exit_price = round(exit_price, 2)
         exit_fee = round(exit_price * qty * TAKER_FEE, 4)
         yield DemoTrade(draft, False, entry, exit_price, exit_fee, reason, exit_at, force)
+
+
+def has_demo(ledger: TradeLedger) -> bool:
+    """Whether the demo history (or the start of it) is already in the ledger."""
+    return ledger.find(signal_uuid(demo_id(1))) is not None
+
+
+def demo_id(number: int) -> str:
+    """The id of the demo's ``number``-th signal."""
+    return f"demo-{number:05d}"
 
 
 def record(

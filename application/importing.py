@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import RecordConflictError
 
-from application.ledger import TradeLedger
-from domain.errors import DomainError
+from application.ledger import MAX_ATTEMPTS, TradeLedger
+from domain.errors import ConflictError, DomainError
 from domain.events import Causation
 from domain.signal import MANUAL_SOURCE, Gate, Signal, SignalDraft, signal_uuid
 from domain.trade import Fill, Trade
@@ -295,7 +296,20 @@ def import_history(
 
     Rows already in the ledger with the same facts are skipped, so importing the same
     file twice adds nothing; an open trade whose exit appears in a later file is closed.
+    An import that races another writer (the same file imported twice at once) is
+    staged again on the ledger as it now is, so the loser finds its rows already known.
     """
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return _import_once(ledger, text, fmt, progress if attempt == 0 else None)
+        except RecordConflictError:
+            continue
+    raise ConflictError("the ledger kept changing under concurrent writers; nothing was imported")
+
+
+def _import_once(
+    ledger: TradeLedger, text: str, fmt: str, progress: Callable[[int], None] | None
+) -> ImportSummary:
     pending: list[Aggregate] = []
     now = ledger.clock()
     seen: dict[str, int] = {}

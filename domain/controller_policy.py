@@ -8,7 +8,7 @@ day (the cool-down; days are calendar days of the configured time zone, see
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from typing import Literal
@@ -18,6 +18,8 @@ from domain.days import TradingDay
 Comparison = Literal["<", ">", ">="]
 
 _NEGATED: dict[Comparison, str] = {"<": ">=", ">": "<=", ">=": "<"}
+WIN_RATE_MEASURE = "win_rate_last_20"
+"""What the RED and the YELLOW win-rate lines are drawn on."""
 
 
 class Status(StrEnum):
@@ -149,6 +151,9 @@ class RuleResult:
     threshold: float | None = None
     comparison: Comparison | None = None
     detail: str = ""
+    measure: str | None = None
+    """What the value measures, when the rule is named otherwise (``win_rate_last_20`` for
+    ``red_win_rate`` and ``yellow_win_rate``, the two lines drawn on one measure)."""
 
     @property
     def fired(self) -> bool:
@@ -156,15 +161,16 @@ class RuleResult:
         return self.state in (RuleState.FIRED, RuleState.HELD)
 
     def describe(self) -> str:
-        """One line for the trader, e.g. ``win_rate_last_20 = 0.60 < 0.65``."""
+        """One line for the trader, e.g. ``red_win_rate: win_rate_last_20 = 0.60 < 0.65``."""
         if self.state is RuleState.INSUFFICIENT_DATA:
             return f"{self.rule}: insufficient data ({self.detail})"
         if self.comparison is None or self.value is None or self.threshold is None:
             return f"{self.rule}: {self.detail}"
         value, threshold = _number(self.value), _number(self.threshold)
+        measured = f"{self.rule}: {self.measure}" if self.measure else self.rule
         if self.fired:
-            return f"{self.rule} = {value} {self.comparison} {threshold}"
-        return f"{self.rule} = {value} {_NEGATED[self.comparison]} {threshold} (ok)"
+            return f"{measured} = {value} {self.comparison} {threshold}"
+        return f"{measured} = {value} {_NEGATED[self.comparison]} {threshold} (ok)"
 
 
 @dataclass(frozen=True)
@@ -301,17 +307,22 @@ def resume(state: ControllerState, by: str, reason: str, now: datetime) -> Contr
 
 
 def _win_rate_rule(m: Measurements, t: Thresholds, limit: float, severity: Status) -> RuleResult:
+    """The RED or the YELLOW line on the win rate of the last trades: ``red_win_rate`` or
+    ``yellow_win_rate``, named as their settings are."""
+    rule = f"{severity.value}_win_rate"
     if m.win_rate_last_20 is None or m.sample_size < t.min_sample:
         return RuleResult(
-            "win_rate_last_20",
+            rule,
             severity,
             RuleState.INSUFFICIENT_DATA,
             m.win_rate_last_20,
             limit,
             "<",
             f"{m.sample_size} < {t.min_sample} trades",
+            WIN_RATE_MEASURE,
         )
-    return _limit_rule("win_rate_last_20", m.win_rate_last_20, "<", limit, severity)
+    crossed = _limit_rule(rule, m.win_rate_last_20, "<", limit, severity)
+    return replace(crossed, measure=WIN_RATE_MEASURE)
 
 
 def _drawdown_rule(drawdown: float | None, limit: float) -> RuleResult:

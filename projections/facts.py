@@ -14,6 +14,8 @@ from typing import Any, Protocol
 import orjson
 from eventsourcing.persistence import ApplicationRecorder
 
+from domain.errors import DomainError
+
 
 @dataclass(frozen=True, slots=True)
 class Fact:
@@ -85,6 +87,17 @@ def kind_of(topic: str) -> str:
     return topic.rpartition(":")[2]
 
 
+class UnreadableEventError(DomainError):
+    """A stored event whose state is not JSON: it was changed outside tradewatch."""
+
+    def __init__(self, notification_id: int, kind: str) -> None:
+        super().__init__(
+            f"event {notification_id} ({kind}) cannot be read: its stored state is not JSON"
+        )
+        self.notification_id = notification_id
+        self.kind = kind
+
+
 class EventLog(Protocol):
     """The application's notification log, read in order."""
 
@@ -104,22 +117,28 @@ class RecorderLog:
         self.recorder = recorder
 
     def read(self, after: int, limit: int, until: int | None = None) -> Sequence[Fact]:
-        """Decode a page of notifications."""
+        """Decode a page of notifications; ``UnreadableEventError`` names one that is not JSON."""
         notifications = self.recorder.select_notifications(
             after, limit, stop=until, inclusive_of_start=False
         )
-        return [
-            Fact(
-                n.id,
-                str(n.originator_id),
-                n.originator_version,
-                kind_of(n.topic),
-                orjson.loads(n.state),
-                n.topic,
-                n.state,
+        facts = []
+        for n in notifications:
+            try:
+                state = orjson.loads(n.state)
+            except orjson.JSONDecodeError:
+                raise UnreadableEventError(n.id, kind_of(n.topic)) from None
+            facts.append(
+                Fact(
+                    n.id,
+                    str(n.originator_id),
+                    n.originator_version,
+                    kind_of(n.topic),
+                    state,
+                    n.topic,
+                    n.state,
+                )
             )
-            for n in notifications
-        ]
+        return facts
 
     def last_id(self) -> int:
         """The largest notification id."""

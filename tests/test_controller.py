@@ -115,16 +115,18 @@ def test_controller_scenario_yellow_red_blocked_then_green_on_the_next_day(
     assert all(c.state["new_status"] != "red" for c in changes(tw))
     yellow = changes(tw)[-1]
     assert yellow.state["new_status"] == "yellow"
-    assert fired(yellow) == ["win_rate_last_20 = 0.65 < 0.70"]
+    assert fired(yellow) == ["yellow_win_rate: win_rate_last_20 = 0.65 < 0.70"]
     red_line = next(r for r in yellow.state["rules"] if r["severity"] == "red")
-    assert red_line["rule"] == "win_rate_last_20"
+    assert (red_line["rule"], red_line["measure"]) == ("red_win_rate", "win_rate_last_20")
     assert red_line["state"] == "ok"  # 0.65 is not below the red line
 
     if database_url.startswith("sqlite"):
         shown = run_cli("status", "--json", check=True)
         status = json.loads(shown.stdout)
         assert (status["status"], status["multiplier"], status["paused"]) == ("yellow", 0.5, False)
-        assert status["fired"] == ["win_rate_last_20 = 0.65 < 0.70"]
+        assert status["fired"] == ["yellow_win_rate: win_rate_last_20 = 0.65 < 0.70"]
+        lines = [r["rule"] for r in status["rules"] if r.get("measure") == "win_rate_last_20"]
+        assert lines == ["red_win_rate", "yellow_win_rate"]
 
     losses = [trader.trade("L") for _ in range(4)]
     tw.sync()

@@ -28,10 +28,11 @@ RED_AT = datetime(2026, 11, 20, 14, 3, tzinfo=UTC)
 LATER_SAME_DAY = datetime(2026, 11, 20, 23, 59, tzinfo=UTC)
 NEXT_DAY = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
 
-WIN_RATE = "win_rate_last_20"
+RED_WIN_RATE = "red_win_rate"
+YELLOW_WIN_RATE = "yellow_win_rate"
 ALL_RULES = (
-    WIN_RATE,
-    WIN_RATE,
+    RED_WIN_RATE,
+    YELLOW_WIN_RATE,
     "today_loss_pct",
     "consecutive_losses",
     "drawdown",
@@ -72,8 +73,8 @@ def red_state() -> ControllerState:
     return next_state(ControllerState(), decision)
 
 
-WR_RED = (WIN_RATE, Status.RED)
-WR_YELLOW = (WIN_RATE, Status.YELLOW)
+WR_RED = (RED_WIN_RATE, Status.RED)
+WR_YELLOW = (YELLOW_WIN_RATE, Status.YELLOW)
 DAILY = ("today_loss_pct", Status.RED)
 STREAK = ("consecutive_losses", Status.RED)
 DRAWDOWN = ("drawdown", Status.RED)
@@ -173,8 +174,8 @@ def test_win_rate_rules_report_the_sample(
 ) -> None:
     decision = evaluate(measure(win_rate=win_rate, trades=trades), ControllerState(), RED_AT)
 
-    assert rule(decision, WIN_RATE, Status.RED).state is state
-    assert rule(decision, WIN_RATE, Status.YELLOW).state is state
+    assert rule(decision, RED_WIN_RATE, Status.RED).state is state
+    assert rule(decision, YELLOW_WIN_RATE, Status.YELLOW).state is state
 
 
 def test_min_sample_and_window_are_configurable() -> None:
@@ -188,20 +189,35 @@ def test_min_sample_and_window_are_configurable() -> None:
 @pytest.mark.parametrize(
     ("numbers", "name", "severity", "text"),
     [
-        ({"win_rate": 0.60}, WIN_RATE, Status.RED, "win_rate_last_20 = 0.60 < 0.65"),
-        ({"win_rate": 0.60}, WIN_RATE, Status.YELLOW, "win_rate_last_20 = 0.60 < 0.70"),
-        ({"win_rate": 0.8}, WIN_RATE, Status.RED, "win_rate_last_20 = 0.80 >= 0.65 (ok)"),
+        (
+            {"win_rate": 0.60},
+            RED_WIN_RATE,
+            Status.RED,
+            "red_win_rate: win_rate_last_20 = 0.60 < 0.65",
+        ),
+        (
+            {"win_rate": 0.60},
+            YELLOW_WIN_RATE,
+            Status.YELLOW,
+            "yellow_win_rate: win_rate_last_20 = 0.60 < 0.70",
+        ),
+        (
+            {"win_rate": 0.8},
+            RED_WIN_RATE,
+            Status.RED,
+            "red_win_rate: win_rate_last_20 = 0.80 >= 0.65 (ok)",
+        ),
         (
             {"win_rate": 0.1, "trades": 4},
-            WIN_RATE,
+            RED_WIN_RATE,
             Status.RED,
-            "win_rate_last_20: insufficient data (4 < 10 trades)",
+            "red_win_rate: insufficient data (4 < 10 trades)",
         ),
         (
             {"win_rate": None, "trades": 0},
-            WIN_RATE,
+            YELLOW_WIN_RATE,
             Status.YELLOW,
-            "win_rate_last_20: insufficient data (0 < 10 trades)",
+            "yellow_win_rate: insufficient data (0 < 10 trades)",
         ),
         ({"losses": 5}, "consecutive_losses", Status.RED, "consecutive_losses = 5 >= 5"),
         ({"losses": 4}, "consecutive_losses", Status.RED, "consecutive_losses = 4 < 5 (ok)"),
@@ -228,8 +244,8 @@ def test_reasons_list_every_fired_rule_in_order() -> None:
     decision = evaluate(measure(win_rate=0.60, losses=5), ControllerState(), RED_AT)
 
     assert decision.reasons() == [
-        "win_rate_last_20 = 0.60 < 0.65",
-        "win_rate_last_20 = 0.60 < 0.70",
+        "red_win_rate: win_rate_last_20 = 0.60 < 0.65",
+        "yellow_win_rate: win_rate_last_20 = 0.60 < 0.70",
         "consecutive_losses = 5 >= 5",
     ]
 

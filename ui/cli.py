@@ -21,6 +21,7 @@ from rich.table import Table
 
 from application.importing import import_history, parse_theories, parse_time
 from application.ledger import exit_reason
+from domain.alert import AlertType
 from domain.errors import DomainError
 from domain.signal import SignalDraft
 from domain.trade import Fill
@@ -29,6 +30,7 @@ from infrastructure.bootstrap import Tradewatch, bootstrap
 from projections import audit, faults
 from projections.ledger import stamp
 from projections.reports import Reports, TradeFilter
+from ui import cli_errors
 
 app = typer.Typer(
     help="tradewatch: do your trading signals make money? Record signals, entries and exits; "
@@ -61,8 +63,11 @@ NUMERIC_ARGS = {"ignore_unknown_options": True}
 """Let a negative price through to the domain, which names the problem."""
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+MAX_DAYS = 36_500
+"""The longest report window, 100 years (a larger one is a usage error, not an overflow)."""
 DaysOpt = Annotated[
-    int | None, typer.Option("--days", min=1, help="Only trades closed in the last N days.")
+    int | None,
+    typer.Option("--days", min=1, max=MAX_DAYS, help="Only trades closed in the last N days."),
 ]
 TodayOpt = Annotated[
     bool,
@@ -84,7 +89,7 @@ AtOpt = Annotated[
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-line error and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    cli_errors.print_error(err, message)
     raise typer.Exit(code)
 
 
@@ -328,9 +333,17 @@ def entry(
                 "entry",
             )
             if signal_id is None:
-                result = tw.ledger.record_manual_trade(
-                    str(symbol), Direction.parse(str(direction)), fill, source, force=force
-                )
+                side = Direction.parse(str(direction))
+                gate = tw.ledger.gate_in_force()
+                if gate.blocked and not force:
+                    again = cli_errors.forced_entry(
+                        symbol, side.value, price_text, qty or "1", fee or "0", source, at
+                    )
+                    fail(
+                        f"the controller is {gate.status.upper()}: no trade was recorded; "
+                        f"to record it anyway, run: {again}"
+                    )
+                result = tw.ledger.record_manual_trade(str(symbol), side, fill, source, force=force)
             else:
                 result = tw.ledger.record_entry(signal_id, fill, force=force)
     what = "corrected" if correct else "recorded"
@@ -727,15 +740,19 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild read models from event 0, beside the live ones, and swap them in when caught up."""
-    with opened() as tw, progress_bar("replaying") as bar:
-        task = bar.add_task("replaying", total=None)
+    with opened() as tw:
+        if projection is not None and projection not in tw.engine.projections:
+            known = ", ".join(sorted(tw.engine.projections))
+            fail(f"unknown read model {projection!r} for --projection; one of {known}")
+        with progress_bar("replaying") as bar:
+            task = bar.add_task("replaying", total=None)
 
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
 
-        started = datetime.now(UTC)
-        position = tw.engine.replay([projection] if projection else None, advance)
-        seconds = (datetime.now(UTC) - started).total_seconds()
+            started = datetime.now(UTC)
+            position = tw.engine.replay([projection] if projection else None, advance)
+            seconds = (datetime.now(UTC) - started).total_seconds()
     report(
         as_json,
         {
@@ -779,12 +796,17 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same history.")] = 7,
 ) -> None:
     """Fill the ledger with a realistic, deterministic demo history (recorded as events)."""
-    from application.demo import generate, record  # noqa: PLC0415 - only the demo needs it
+    from application.demo import generate, has_demo, record  # noqa: PLC0415 - only the demo
 
     with opened() as tw:
         if if_empty and sum(tw.reports.signal_counts().values()) > 0:
             out.print(f"ledger at {tw.settings.database} already has history; demo not added")
             return
+        if has_demo(tw.ledger):
+            fail(
+                f"the ledger at {tw.settings.database} already has the demo history; "
+                "a demo is added once (use another TRADEWATCH_HOME for a fresh one)"
+            )
         with progress_bar("recording demo history") as bar:
             task = bar.add_task("recording demo history", total=None)
             count = record(
@@ -1079,7 +1101,7 @@ def alerts_list(
     ctx: typer.Context,
     since: Annotated[str | None, typer.Option(help="Only alerts from this ISO 8601 time.")] = None,
     type_: Annotated[
-        str | None, typer.Option("--type", help="Only this type, e.g. critical.")
+        AlertType | None, typer.Option("--type", help="Only this type, e.g. critical.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest last.")] = 50,
     as_json: JsonOpt = False,
@@ -1090,7 +1112,7 @@ def alerts_list(
     stamp_ = since_stamp(since)
     with opened() as tw:
         rows = audit.by_kind(tw.store, ("Alert.Raised",), stamp_)
-    rows = [r for r in rows if type_ is None or r["data"]["type"] == type_][-limit:]
+    rows = [r for r in rows if type_ is None or r["data"]["type"] == type_.value][-limit:]
     alerts = [
         {
             "id": r["event_id"],
@@ -1248,6 +1270,6 @@ def dashboard(
             fail(str(e))
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point: every error ends as one line (see :mod:`ui.cli_errors`)."""
+    sys.exit(cli_errors.run(app, args, err))
