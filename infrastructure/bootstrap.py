@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -17,7 +18,7 @@ from application.controller import ControllerProcess
 from application.ledger import TradeLedger
 from domain.days import zone_named
 from infrastructure.readstore import PostgresReadStore, SQLiteReadStore
-from infrastructure.settings import Settings, eventsourcing_env, sqlite_path
+from infrastructure.settings import Settings, eventsourcing_env, private_file, sqlite_path
 from projections import faults
 from projections.audit import AuditProjection
 from projections.engine import Progress, Projection, ProjectionEngine
@@ -151,7 +152,7 @@ def setting_up(url: str) -> Iterator[None]:
         if path == ":memory:":
             yield
             return
-        with open(f"{path}.setup-lock", "a") as lock:
+        with private_file(Path(f"{path}.setup-lock")).open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield

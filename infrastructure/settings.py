@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import suppress
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -193,13 +194,36 @@ def sqlite_path(url: str) -> str:
     return path
 
 
+def private_dir(path: Path) -> Path:
+    """Make ``path`` (and its missing parents) if missing, readable by its owner only (0700).
+
+    An existing directory is left as it is: it may be one the user chose to share.
+    """
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty if missing, readable and writable by its owner only (0600)."""
+    private_dir(path.parent)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
+
+
 def eventsourcing_env(url: str) -> dict[str, str]:
-    """The eventsourcing library's settings for a database URL."""
+    """The eventsourcing library's settings for a database URL.
+
+    A new SQLite file is created 0600 in a 0700 directory first: SQLite gives its journal
+    files the database file's permissions.
+    """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         path = sqlite_path(url)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
     if scheme in ("postgresql", "postgres"):
         parts = urlsplit(url)

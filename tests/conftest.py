@@ -23,11 +23,36 @@ POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
 """The PostgreSQL parameter of ``database_url``, marked so that ``-m "not postgres"`` skips it."""
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", [POSTGRES], indirect=True)
 """Run a ``database_url`` test on PostgreSQL only."""
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's Chromium, which the browser tests drive (``make browser`` installs it)."""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _admin(sql: str) -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium, one per test module (never ``playwright install``)."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's /usr/bin/chromium (make browser installs it)")
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only with a browser
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture

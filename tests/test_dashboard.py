@@ -37,22 +37,11 @@ from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 from projections.history import TradeHistory
 from projections.reports import TradeFilter
-from tests.conftest import TRADEWATCH
+from tests.conftest import CHROMIUM, TRADEWATCH
 from ui.dashboard.charts import decimate, set_data
 from ui.dashboard.data import Decisions, build_page, build_shared
 from ui.dashboard.server import DashboardError, cookie_secret, credentials, is_loopback
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "Exact-Case Pass!9"
 WAIT = 120.0
 """How long a test waits for a condition on the page before it fails (seconds): generous, as
@@ -102,13 +91,13 @@ def environment(home: Path, database_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def dashboard(env: dict[str, str], log: Path) -> Iterator[str]:
-    """``tradewatch dashboard`` on a free port; yields its URL once it answers."""
+def dashboard(env: dict[str, str], log: Path, *options: str) -> Iterator[str]:
+    """``tradewatch dashboard [OPTIONS]`` on a free port; yields its URL once it answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [TRADEWATCH, "dashboard", "--port", str(port)],
+            [TRADEWATCH, "dashboard", "--port", str(port), *options],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -214,19 +203,6 @@ def server(ledger_env: dict[str, str]) -> Iterator[str]:
     """The dashboard over the scenario ledger."""
     with dashboard(ledger_env, Path(ledger_env["TRADEWATCH_HOME"]) / "dashboard.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium."""
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's /usr/bin/chromium (make browser installs it)")
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only with a browser
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -1249,6 +1249,14 @@ def dashboard(
         str, typer.Option(help="Address to listen on; anything but loopback needs a password.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 5006,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-origin",
+            help="Another origin whose pages may connect, e.g. https://dash.example.com "
+            "(a reverse proxy's); repeatable. Default: the bound host and port only.",
+        ),
+    ] = None,
 ) -> None:
     """The live web dashboard: traffic light, numbers, charts, signals, trades and audit.
 
@@ -1265,7 +1273,14 @@ def dashboard(
         fail(str(e))
     with opened() as tw:
         try:
-            serve(tw, host, port, users, lambda text: out.print(text, markup=False))
+            serve(
+                tw,
+                host,
+                port,
+                users,
+                lambda text: out.print(text, markup=False),
+                allow_origin or (),
+            )
         except DashboardError as e:
             fail(str(e))
 

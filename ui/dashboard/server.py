@@ -5,7 +5,11 @@
   compared exactly as given. Without either the dashboard is open to anyone who can reach
   it, so it refuses to listen on anything but a loopback address.
 * **Cookies** are signed with a secret made once (``secrets.token_urlsafe``) and kept in
-  ``$TRADEWATCH_HOME/cookie_secret``, readable by its owner only.
+  ``$TRADEWATCH_HOME/cookie_secret``, readable by its owner only. Logging in, throttling
+  and sessions: :mod:`ui.dashboard.auth`.
+* **Origins.** The websocket that carries the page's data accepts only pages from the bound
+  host and port (for ``0.0.0.0``, this machine's names and addresses) and the origins
+  given with ``--allow-origin`` (a reverse proxy's public name, say).
 * **Offline.** Bokeh, Panel and the Bootstrap template are served by this server (no CDN);
   the login and logout pages are tradewatch's own, with nothing to fetch.
 """
@@ -17,15 +21,19 @@ import json
 import os
 import secrets
 import signal
+import socket
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import panel as pn
 
 from infrastructure.bootstrap import Tradewatch
+from infrastructure.settings import private_dir
+from ui.dashboard.auth import TradewatchAuth
 from ui.dashboard.data import Hub
 from ui.dashboard.view import CSS, STATIC_ROUTE, TABLE_CSS, Dashboard
 
@@ -105,8 +113,7 @@ def access(host: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]
 
 def cookie_secret(home: Path) -> str:
     """The secret that signs login cookies: made once, kept in ``home`` with mode 0600."""
-    path = home / COOKIE_SECRET_FILE
-    home.mkdir(parents=True, exist_ok=True)
+    path = private_dir(home) / COOKIE_SECRET_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -122,12 +129,46 @@ def cookie_secret(home: Path) -> str:
     return secret
 
 
-def origins(host: str, port: int) -> list[str]:
-    """The page origins whose websockets are accepted (any, for a wildcard address)."""
+def origins(host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """The page origins (``host:port``, as Bokeh's allowlist has them) whose websockets are
+    accepted: the bound host and port (for a wildcard address, this machine's names and
+    addresses), and the ``--allow-origin`` ones."""
     if host in WILDCARD_HOSTS:
-        return ["*"]  # reached by any of the machine's names; a login is required there
-    names = {host, "localhost", "127.0.0.1"} if is_loopback(host) else {host}
-    return sorted(f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names)
+        names = machine_names()
+    elif is_loopback(host):
+        names = {host, "localhost", "127.0.0.1"}
+    else:
+        names = {host}
+    bound = {f"{n}:{port}" for n in names if ":" not in n}  # no IPv6 literal in Bokeh's list
+    return sorted(bound | {origin_pattern(o) for o in extra})
+
+
+def machine_names() -> set[str]:
+    """The names and IPv4 addresses this machine is reached by."""
+    name = socket.gethostname()
+    names = {name, socket.getfqdn(), "localhost", "127.0.0.1"}
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET)
+    except OSError:
+        infos = []
+    return names | {str(info[4][0]) for info in infos}
+
+
+def origin_pattern(text: str) -> str:
+    """An ``--allow-origin`` value (``https://dash.example.com``, ``host:5006``) as Bokeh's
+    allowlist wants it: ``host:port``, or ``host`` for the scheme's default port."""
+    if text == "*":
+        return text
+    parts = urlsplit(text if "//" in text else f"//{text}")
+    problem = f"--allow-origin {text!r} is not an origin such as https://dash.example.com"
+    try:
+        port = parts.port
+    except ValueError:
+        raise DashboardError(f"{problem} (bad port)") from None
+    host = parts.hostname
+    if not host or ":" in host or parts.path not in ("", "/") or parts.query or parts.username:
+        raise DashboardError(problem)
+    return host if port is None else f"{host}:{port}"
 
 
 _PAGE = """<!DOCTYPE html>
@@ -173,8 +214,10 @@ def serve(
     port: int,
     users: dict[str, str] | None,
     announce: Callable[[str], None] = print,
+    allow_origins: Sequence[str] = (),
 ) -> None:
     """Serve the dashboard until interrupted (Ctrl-C or SIGTERM)."""
+    allowed = origins(host, port, allow_origins)
     secret = cookie_secret(tw.settings.home)
     pn.extension("tabulator")  # the tables arrive after the first screen: load their code now
     hub = Hub(tw)
@@ -191,9 +234,9 @@ def serve(
             auth: dict[str, Any] = {}
             if users is not None:
                 auth = {
-                    "basic_auth": users,
-                    "login_template": str(login),
-                    "logout_template": str(logout),
+                    "auth_provider": TradewatchAuth(
+                        users, login_template=str(login), logout_template=str(logout)
+                    )
                 }
 
             def app() -> pn.template.BootstrapTemplate:
@@ -204,7 +247,7 @@ def serve(
                     app,
                     port=port,
                     address=host,
-                    websocket_origin=origins(host, port),
+                    websocket_origin=allowed,
                     cookie_secret=secret,
                     static_dirs={STATIC_ROUTE: str(static)},
                     title="tradewatch",
@@ -218,6 +261,7 @@ def serve(
             shown = f"[{host}]" if ":" in host else host
             who = "no password (this machine only)" if users is None else "log in required"
             announce(f"dashboard at http://{shown}:{port}/ — {who}; Ctrl-C to stop")
+            announce(f"pages from {', '.join(allowed)} may connect (more with --allow-origin)")
             loop = server.io_loop
             signal.signal(
                 signal.SIGTERM, lambda *_: loop.asyncio_loop.call_soon_threadsafe(loop.stop)
