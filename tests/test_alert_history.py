@@ -25,7 +25,7 @@ from domain.values import Direction
 from infrastructure.bootstrap import Tradewatch
 from infrastructure.nats_relay import publish_pending
 from projections.facts import Fact
-from tests.test_nats_relay import NatsServer, relay_for, stored
+from tests.nats_support import NatsServer, relay_for, stored
 
 MakeTradewatch = Callable[..., Tradewatch]
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
