@@ -235,6 +235,11 @@ def eventsourcing_env(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            # one connection held, up to 5 while threads need them (the library's default
+            # holds 5 open per process: a desk's services and commands would run the
+            # server out of connections)
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": "4",
             "PROCESS_RECORDER_TOPIC": "infrastructure.pg_recorder:ChunkedPostgresProcessRecorder",
         }
     raise ValueError(
