@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -137,6 +139,27 @@ def fake_bybit() -> Iterator[FakeBybit]:
 
 
 # Running in parallel (make test: pytest-xdist, 2 workers) ------------------------------
+
+PORTS_PER_WORKER = 2000
+FIRST_PORT = 20_000
+"""Test servers listen on ports below the kernel's ephemeral range (32768 and up), each
+worker in its own block: a port a test frees and binds again (a nats-server restarted on
+its port) cannot meanwhile be handed to another worker or to an outgoing connection."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, from this worker's block."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = FIRST_PORT + (int(worker) % 6 if worker.isdigit() else 0) * PORTS_PER_WORKER
+    for port in random.sample(range(first, first + PORTS_PER_WORKER), PORTS_PER_WORKER):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + PORTS_PER_WORKER - 1}")
+
 
 ONE_WORKER = ("tests/test_dashboard",)
 """Test files (by prefix) run together on one worker: the browser tests share one Chromium

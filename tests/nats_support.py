@@ -28,6 +28,7 @@ from domain.values import Direction
 from infrastructure.bootstrap import Tradewatch
 from infrastructure.nats_relay import STREAM, AlertRelay, Backoff, connect_options, serve
 from projections.facts import Fact
+from tests.conftest import free_port
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 WAIT = 30.0
@@ -40,9 +41,7 @@ class NatsServer:
     """A nats-server with JetStream on a free port; kill it and start it again at will."""
 
     def __init__(self, store: Path, *options: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.store = store
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import time
@@ -37,7 +36,7 @@ from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
 from projections.history import TradeHistory
 from projections.reports import TradeFilter
-from tests.conftest import CHROMIUM, TRADEWATCH
+from tests.conftest import CHROMIUM, TRADEWATCH, free_port
 from ui.dashboard.charts import decimate, set_data
 from ui.dashboard.data import Decisions, build_page, build_shared
 from ui.dashboard.server import DashboardError, cookie_secret, credentials, is_loopback
@@ -73,14 +72,6 @@ NEXT_FRAMES = "() => new Promise(done => requestAnimationFrame(() => requestAnim
 needs_browser = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium (make browser installs it)"
 )
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def environment(home: Path, database_url: str, **extra: str) -> dict[str, str]:

@@ -28,8 +28,8 @@ from tornado.websocket import websocket_connect
 
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import Settings
-from tests.conftest import CHROMIUM
-from tests.test_dashboard import dashboard, environment, free_port, log_in
+from tests.conftest import CHROMIUM, free_port
+from tests.test_dashboard import dashboard, environment, log_in
 from ui.dashboard.auth import SESSION_COOKIE, LoginThrottle, Sessions
 from ui.dashboard.server import DashboardError, origin_pattern, origins
 
