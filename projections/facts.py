@@ -98,6 +98,49 @@ class UnreadableEventError(DomainError):
         self.kind = kind
 
 
+class UnreadableState(dict[str, Any]):
+    """The state of an event stored as something other than JSON. The event keeps its
+    place in the log (its id, kind and raw bytes: the audit chain still covers it), but any
+    look inside raises :class:`UnreadableEventError`, a ``ValueError``: a reader leaves it
+    out and names it (:mod:`projections.faults`), and a command says so in one line."""
+
+    def __init__(self, error: UnreadableEventError) -> None:
+        super().__init__()
+        self.error = error
+
+    def __getitem__(self, key: str) -> Any:
+        raise self.error
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise self.error
+
+    def __contains__(self, key: object) -> bool:
+        raise self.error
+
+    def __iter__(self) -> Any:
+        raise self.error
+
+    def keys(self) -> Any:
+        raise self.error
+
+    def values(self) -> Any:
+        raise self.error
+
+    def items(self) -> Any:
+        raise self.error
+
+
+def decoded(notification_id: int, topic: str, state: bytes) -> dict[str, Any]:
+    """A stored state as a dict; an :class:`UnreadableState` when it is not JSON."""
+    try:
+        found = orjson.loads(state)
+    except orjson.JSONDecodeError:
+        return UnreadableState(UnreadableEventError(notification_id, kind_of(topic)))
+    if not isinstance(found, dict):
+        return UnreadableState(UnreadableEventError(notification_id, kind_of(topic)))
+    return found
+
+
 class EventLog(Protocol):
     """The application's notification log, read in order."""
 
@@ -117,28 +160,22 @@ class RecorderLog:
         self.recorder = recorder
 
     def read(self, after: int, limit: int, until: int | None = None) -> Sequence[Fact]:
-        """Decode a page of notifications; ``UnreadableEventError`` names one that is not JSON."""
+        """Decode a page of notifications (a state that is not JSON: see :func:`decoded`)."""
         notifications = self.recorder.select_notifications(
             after, limit, stop=until, inclusive_of_start=False
         )
-        facts = []
-        for n in notifications:
-            try:
-                state = orjson.loads(n.state)
-            except orjson.JSONDecodeError:
-                raise UnreadableEventError(n.id, kind_of(n.topic)) from None
-            facts.append(
-                Fact(
-                    n.id,
-                    str(n.originator_id),
-                    n.originator_version,
-                    kind_of(n.topic),
-                    state,
-                    n.topic,
-                    n.state,
-                )
+        return [
+            Fact(
+                n.id,
+                str(n.originator_id),
+                n.originator_version,
+                kind_of(n.topic),
+                decoded(n.id, n.topic, n.state),
+                n.topic,
+                n.state,
             )
-        return facts
+            for n in notifications
+        ]
 
     def last_id(self) -> int:
         """The largest notification id."""

@@ -198,8 +198,26 @@ def test_audit_verify_names_an_event_whose_state_was_changed_to_text(
     assert done.returncode == 1
     data = json.loads(done.stdout)
     assert (data["ok"], data["notification_id"], data["checked"]) == (False, entry.id, entry.id - 1)
-    line = one_line(1, "", done.stderr, f"event {entry.id} (Trade.EntryRecorded)", exit_code=1)
-    assert "not JSON" in line
+    one_line(1, "", done.stderr, f"event {entry.id} (Trade.EntryRecorded) was altered", exit_code=1)
+
+
+def test_an_event_stored_as_text_is_left_out_and_named_and_commands_keep_answering(
+    tw: Tradewatch, database_url: str, run_cli: RunCli
+) -> None:
+    at = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    tw.ledger.record_signal(SignalDraft("a1", "BTCUSDT", Direction.LONG, at))
+    tw.sync()
+    tw.ledger.record_signal(SignalDraft("a2", "ETHUSDT", Direction.LONG, at))
+    second = tw.engine.log.last_id()
+    alter_state_to_text(database_url, second)  # before any reader saw it
+
+    stats = run_cli("stats", "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["total_trades"] == 0
+    assert f"event {second}" in stats.stderr and "not JSON" in stats.stderr
+    verify = run_cli("audit", "verify")
+    assert verify.returncode == 1
+    assert f"event {second}" in verify.stderr
 
 
 def red(tw: Tradewatch) -> None:
