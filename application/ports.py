@@ -1,7 +1,8 @@
 """The ports the application needs from the outside world, as ``typing.Protocol``s.
 
 Adapters live in ``infrastructure/``; the composition root picks them. Each port speaks
-in domain values (``Candle``, ``Instrument``) and plain types, never in a venue's JSON.
+in domain values (``Candle``, ``Instrument``, the venue facts of ``domain.venue``) and plain
+types, never in a venue's JSON.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +19,18 @@ import numpy.typing as npt
 from domain.candles import Candle, Instrument
 from domain.labels import LabelSpec
 from domain.values import Direction
+from domain.venue import (
+    AttachedStops,
+    Balance,
+    ClosedPnl,
+    Execution,
+    FeeRates,
+    FundingPayment,
+    Order,
+    OrderRequest,
+    Position,
+    Ticker,
+)
 
 
 class MarketUnavailable(Exception):  # noqa: N818 - a trader-facing name, not "...Error"
@@ -153,4 +167,156 @@ class SignalModel(Protocol):
 
     def predict(self, features: npt.NDArray[np.float64]) -> Predictions:
         """Predictions for rows of features, columns in ``card.features`` order."""
+        ...
+
+
+# -- the exchange ------------------------------------------------------------------------
+
+
+class ExchangeError(Exception):
+    """An exchange call failed; the message is one line, fit to show (the CLI exits 2).
+
+    ``code`` is the venue's own error code when it gave one. Never carries a secret.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class OrderRejected(ExchangeError):  # noqa: N818 - like MarketUnavailable
+    """The venue answered and refused (balance, size, minimum notional, parameters)."""
+
+
+class ExchangeUnavailable(ExchangeError):  # noqa: N818 - like MarketUnavailable
+    """No definite answer after bounded retries (network, timeout, rate limit, server)."""
+
+
+class ExchangeAuthFailed(ExchangeError):  # noqa: N818 - like MarketUnavailable
+    """The keys were refused: invalid, wrong environment, no permission, or IP not bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionBatch:
+    """A symbol's fills and funding in ``[start, through]``, oldest first, each once.
+
+    ``latest`` is the latest time seen (``None``: nothing seen). A caller keeps a
+    high-water mark per symbol and reads again from a few minutes before it, since a venue
+    may show a fill late; re-reading is harmless, ids are unique.
+    """
+
+    symbol: str
+    start: datetime
+    through: datetime
+    fills: tuple[Execution, ...]
+    funding: tuple[FundingPayment, ...]
+    latest: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedPnlBatch:
+    """A symbol's closed-P&L rows updated in ``[start, through]``, oldest first, one per order."""
+
+    symbol: str
+    start: datetime
+    through: datetime
+    rows: tuple[ClosedPnl, ...]
+    latest: datetime | None
+
+
+class PlacementStatus(StrEnum):
+    """What became of a placement: accepted now, or found already there (never twice)."""
+
+    PLACED = "placed"
+    ALREADY_PLACED = "already_placed"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The venue's answer to ``Exchange.place``: its order id under our ``order_link_id``.
+
+    ``attempts`` counts the requests sent (more than one after an ambiguous outcome; the
+    same ``order_link_id`` every time, so the venue holds at most one order).
+    """
+
+    order_link_id: str
+    order_id: str
+    status: PlacementStatus
+    attempts: int = 1
+
+
+class CancelOutcome(StrEnum):
+    """``cancelled``: the venue took the cancel; ``not_open``: nothing open under that id."""
+
+    CANCELLED = "cancelled"
+    NOT_OPEN = "not_open"
+
+
+class Exchange(Protocol):
+    """A trading venue in venue facts: Bybit, or the paper exchange. Symbols are linear
+    perpetuals in one-way mode. Failures raise an ``ExchangeError`` with a one-line message.
+    """
+
+    def executions(
+        self, symbol: str, start: datetime, end: datetime | None = None
+    ) -> ExecutionBatch:
+        """Fills and funding payments of ``symbol`` in ``[start, end]`` (default end: now).
+
+        Any range length: the adapter splits it as the venue needs and reads every page.
+        """
+        ...
+
+    def closed_pnl(
+        self, symbol: str, start: datetime, end: datetime | None = None
+    ) -> ClosedPnlBatch:
+        """The venue's closed-P&L rows of ``symbol`` in ``[start, end]``."""
+        ...
+
+    def positions(self, symbol: str | None = None) -> tuple[Position, ...]:
+        """The symbol's position (a flat one too), or every open position."""
+        ...
+
+    def order(self, symbol: str, *, order_link_id: str = "", order_id: str = "") -> Order | None:
+        """One order by our link id or the venue's id, open or in its history; ``None`` when
+        the venue does not know it (which does not prove it was never placed)."""
+        ...
+
+    def open_orders(self, symbol: str) -> tuple[Order, ...]:
+        """The symbol's open orders, conditional ones (TP/SL) included."""
+        ...
+
+    def attached_stops(self, symbol: str, order_link_id: str) -> AttachedStops:
+        """The TP/SL orders the venue made for the entry order ``order_link_id``."""
+        ...
+
+    def place(self, request: OrderRequest) -> Placement:
+        """Place ``request`` at most once: idempotent under its ``order_link_id``."""
+        ...
+
+    def cancel(self, symbol: str, order_link_id: str) -> CancelOutcome:
+        """Cancel an open order."""
+        ...
+
+    def set_leverage(self, symbol: str, leverage: float) -> None:
+        """Use ``leverage`` on ``symbol`` (already so is fine)."""
+        ...
+
+    def ticker(self, symbol: str) -> Ticker:
+        """The last and mark prices."""
+        ...
+
+    def fee_rates(self, symbol: str) -> FeeRates:
+        """The account's maker and taker fee rates on ``symbol``."""
+        ...
+
+    def balance(self) -> Balance:
+        """The account's equity and available balance."""
+        ...
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The symbol's tick size, lot step and minimums."""
+        ...
+
+    def now(self) -> datetime:
+        """The venue's clock, UTC."""
         ...

@@ -61,13 +61,30 @@ def bybit_interval(interval: timedelta) -> str | None:
     return {timedelta(days=1): "D", timedelta(weeks=1): "W"}.get(interval)
 
 
-def bybit_session(*, testnet: bool = False, url: str | None = None, timeout: float = 10.0) -> HTTP:
-    """A pybit session for public market data (no keys), with pybit's own retries off.
+def bybit_session(
+    *,
+    testnet: bool = False,
+    url: str | None = None,
+    timeout: float = 10.0,
+    demo: bool = False,
+    api_key: str | None = None,
+    api_secret: str | None = None,
+) -> HTTP:
+    """A pybit session, with pybit's own retries off: public market data without keys.
 
     ``url`` replaces the base URL (a regional host, or a fake server in tests); ``timeout``
-    is in seconds per request.
+    is in seconds per request. ``demo`` and the keys are for the private endpoints
+    (``infrastructure.exchange.bybit``); the session object holds the secret, so it is
+    never printed or logged.
     """
-    session = HTTP(testnet=testnet, timeout=timeout, max_retries=1)
+    session = HTTP(
+        testnet=testnet,
+        demo=demo,
+        api_key=api_key,
+        api_secret=api_secret,
+        timeout=timeout,
+        max_retries=1,
+    )
     session.retry_codes = frozenset()
     if url is not None:
         session.endpoint = url.rstrip("/")

@@ -1,0 +1,1 @@
+"""Exchange adapters: the ``Exchange`` port on Bybit V5 (REST truth, WebSocket hints)."""
