@@ -18,6 +18,8 @@ import pytest
 from infrastructure.bootstrap import Tradewatch, bootstrap
 from infrastructure.settings import Settings
 from tests.fakes.bybit import FakeBybit
+from tests.fakes.bybit_account import FakeAccount
+from tests.fakes.bybit_private import bybit_account
 
 PG_ADMIN_URL = os.environ.get("TRADEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TRADEWATCH = str(Path(sys.executable).with_name("tradewatch"))
@@ -136,6 +138,21 @@ def fake_bybit() -> Iterator[FakeBybit]:
     """A fake Bybit V5 server on 127.0.0.1 (see ``tests/fakes/bybit.py``), stopped afterwards."""
     with FakeBybit() as fake:
         yield fake
+
+
+FAKE_KEY, FAKE_SECRET = "FAKEAPIKEY0001", "fake-test-secret-0123456789"
+"""The invented key and secret of ``tests/fixtures/bybit/auth.json``'s test vectors."""
+
+
+@pytest.fixture
+def fake_account(fake_bybit: FakeBybit) -> FakeAccount:
+    """A fake Bybit linear account on ``fake_bybit`` (keys ``FAKE_KEY`` / ``FAKE_SECRET``),
+    10,000 USDT, BTCUSDT at 50,000 and ETHUSDT at 3,000."""
+    fake_bybit.api_keys[FAKE_KEY] = FAKE_SECRET
+    account = bybit_account(fake_bybit)
+    account.set_price("BTCUSDT", "50000")
+    account.set_price("ETHUSDT", "3000")
+    return account
 
 
 # Running in parallel (make test: pytest-xdist, 2 workers) ------------------------------

@@ -11,13 +11,15 @@ Drive it through the real pybit client: ``HTTP(...)`` then ``session.endpoint = 
 - **Faults** are scripted per path (and optionally per symbol), each for N requests or for
   ever: ``ret_code(10016)``, ``rate_limited()`` (10006 in an HTTP 200 body),
   ``http_status(403)``, ``slow(seconds)`` (then the normal reply, too late for a client
-  timeout). ``fail(path, fault, times=N)`` then success is "N failures then success".
+  timeout), ``slow_after(seconds)`` (handled at once, the reply held: a timeout after the
+  venue accepted). ``fail(path, fault, times=N)`` then success is "N failures then success".
 - **Private endpoints** are added with ``route(method, path, handler, private=True)``: the
   server checks the ``X-BAPI-*`` signature (``tests.fakes.signing``) against ``api_keys``
   before the handler runs, and answers 10002 / 10003 / 10004 / HTTP 401 as Bybit does.
 
-Every request is logged in ``requests`` (method, path, raw query, headers, body). A private
-WebSocket fake belongs beside this module, reading and pushing the same state.
+Every request is logged in ``requests`` (method, path, raw query, headers, body). The
+simulated account behind the private endpoints is ``tests.fakes.bybit_private`` (its state
+in ``bybit_account``), the private WebSocket ``tests.fakes.bybit_ws``.
 """
 
 from __future__ import annotations
@@ -97,10 +99,14 @@ Handler = Callable[[Request], Reply]
 
 @dataclass(frozen=True)
 class Fault:
-    """A scripted failure: wait ``delay`` seconds, then send ``reply`` (or the normal one)."""
+    """A scripted failure: wait ``delay`` seconds, then send ``reply`` (or the normal one).
+
+    ``delay_after``: handle the request first (an order is placed), then hold the reply.
+    """
 
     reply: Reply | None = None
     delay: float = 0.0
+    delay_after: float = 0.0
 
 
 def envelope(result: dict[str, Any], now_ms: int, code: int = 0, msg: str = "OK") -> Reply:
@@ -132,6 +138,12 @@ def http_status(status: int) -> Fault:
 def slow(seconds: float) -> Fault:
     """The normal reply, but only after ``seconds`` (cut short when the server stops)."""
     return Fault(delay=seconds)
+
+
+def slow_after(seconds: float) -> Fault:
+    """The request is handled at once (an order is accepted), its reply held ``seconds``:
+    a client timeout after the venue accepted (cut short when the server stops)."""
+    return Fault(delay_after=seconds)
 
 
 @dataclass
@@ -352,7 +364,10 @@ class FakeBybit:
                 if failure.http_status != 200:
                     return Reply(failure.message, failure.http_status)
                 return envelope({}, self.market.now_ms, failure.code, failure.message)
-        return handler(request)
+        reply = handler(request)
+        if fault is not None and fault.delay_after:
+            self._stopping.wait(fault.delay_after)
+        return reply
 
     def _take_fault(self, request: Request) -> Fault | None:
         for scripted in self._faults:
