@@ -286,8 +286,12 @@ class _Routes:
             "totalPerpUPL": text(upl, 8),
             "totalInitialMargin": text(margin_in_use(account), 8),
             "totalMaintenanceMargin": "0",
+            "totalInitialMarginByMp": text(margin_in_use(account), 8),
+            "totalMaintenanceMarginByMp": "0",
             "accountIMRate": "0",
+            "accountIMRateByMp": "0",
             "accountMMRate": "0",
+            "accountMMRateByMp": "0",
             "accountLTV": "0",
             "coin": [coin],
         }
