@@ -11,7 +11,8 @@ reconnects, re-authenticates and resubscribes. pybit takes its URL from a module
 ``url`` here (a fake server in tests, a regional host) is given to pybit's ``_connect``,
 which every connect and reconnect goes through. The callback runs on pybit's thread: keep
 it short (set an event, put in a queue). A callback that raises is logged and ignored,
-since an exception there would stop pybit's stream.
+since an exception there would stop pybit's stream; so is a subscribe reply that arrives
+before pybit has recorded the subscription (a race in pybit 5.17 that ends its thread).
 """
 
 from __future__ import annotations
@@ -52,6 +53,22 @@ class _PybitPrivate(WebSocket):  # type: ignore[misc]  # pybit is untyped
     def _connect(self, url: str) -> None:
         super()._connect(self._tw_url or url)
         self._tw_on_connect()
+
+    def _process_subscription_message(self, message: dict[str, Any]) -> None:
+        """Tolerate a reply that beats pybit's own bookkeeping.
+
+        pybit records a subscription only after sending it; a reply that arrives first
+        has a ``req_id`` pybit does not know yet, and its ``KeyError`` would end the
+        stream's thread (and leave the next subscribe waiting for ever).
+        """
+        req_id = message.get("req_id")
+        if req_id and req_id not in self.subscriptions:
+            if message.get("success") is False:
+                _log.warning(
+                    "a private-stream subscription was refused: %s", message.get("ret_msg")
+                )
+            return
+        super()._process_subscription_message(message)
 
 
 class PrivateStream:
@@ -115,6 +132,7 @@ class PrivateStream:
         """Close the connection (no reconnect)."""
         socket, self._socket = self._socket, None
         if socket is not None:
+            socket.handle_error = False  # a drop racing the close must not reconnect
             socket.exit()
 
     def __enter__(self) -> PrivateStream:
