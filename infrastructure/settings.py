@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,10 +23,13 @@ from application.alerts import AlertSettings
 from domain.alert import AlertType, Mode
 from domain.controller_policy import Thresholds
 from domain.days import zone_named
+from infrastructure.logs import LogFormat
 
 DEFAULT_HOME = Path("~/.local/share/tradewatch")
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 _SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
+_DURABLE = r"^[A-Za-z0-9_-]{1,64}$"
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
 
 
 def config_file() -> Path:
@@ -105,6 +108,73 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=120, description="Seconds to wait for one Bybit reply."
     )
 
+    # Running: logs, the demo clock (infrastructure/logs.py, infrastructure/clock.py)
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT, description="Log lines as text or json (one line each)."
+    )
+    demo_speed: float = Field(
+        default=180.0,
+        gt=0,
+        le=1_000_000,
+        description="How many times faster than real time the demo clock runs "
+        "(180: a 15-minute candle every 5 s).",
+    )
+    demo_start: AwareDatetime | None = Field(
+        default=None,
+        description="Where the demo clock starts (ISO 8601 with offset); unset: far enough in "
+        "the past to stay behind real time for 12 hours.",
+    )
+
+    # Alert sinks (docs/alerts.md "Sinks"): durable consumers of TRADEWATCH_ALERTS
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, description="The Telegram bot's token (from @BotFather); unset: no sink."
+    )
+    telegram_chat_id: str | None = Field(
+        default=None,
+        pattern=r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,63})$",
+        description="The chat to send to: its number (-100… for groups) or @channelname.",
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org",
+        description="Telegram Bot API base URL (a local Bot API server, or a test's fake).",
+    )
+    telegram_types: Annotated[tuple[AlertType, ...], NoDecode] = Field(
+        default=tuple(AlertType), description="Alert types sent to Telegram, comma-separated."
+    )
+    telegram_consumer: str = Field(
+        default="tradewatch-telegram",
+        pattern=_DURABLE,
+        description="The Telegram sink's durable consumer (and its delivered-ids bucket).",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: no e-mail.")
+    smtp_port: int = Field(default=587, ge=1, le=65_535, description="SMTP port (STARTTLS).")
+    smtp_user: str | None = Field(default=None, description="SMTP login; unset: no login.")
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = Field(default=None, description="The From address of alert mails.")
+    smtp_to: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Recipients, comma-separated."
+    )
+    smtp_tls_ca: Path | None = Field(
+        default=None, description="CA bundle that signs the SMTP server's certificate."
+    )
+    smtp_timeout: float = Field(
+        default=20.0, gt=0, le=300, description="Seconds to wait for the SMTP server."
+    )
+    email_types: Annotated[tuple[AlertType, ...], NoDecode] = Field(
+        default=tuple(AlertType), description="Alert types sent by e-mail, comma-separated."
+    )
+    email_consumer: str = Field(
+        default="tradewatch-email",
+        pattern=_DURABLE,
+        description="The e-mail sink's durable consumer (and its delivered-ids bucket).",
+    )
+    sinks_backfill_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        le=60 * 24 * 366,
+        description="A sink's first start also delivers alerts stored this many minutes before.",
+    )
+
     def alert_settings(self) -> AlertSettings:
         """Modes per alert type, the report time and zone, and the controller's limits."""
         modes = {t: getattr(self, f"alerts_{t.value}") for t in AlertType}
@@ -153,6 +223,48 @@ class Settings(BaseSettings):
         if url is not None and urlsplit(url).scheme not in ("http", "https"):
             raise ValueError(f"must start with http:// or https://, not {url!r}")
         return url
+
+    @field_validator("telegram_types", "email_types", mode="before")
+    @classmethod
+    def _type_list(cls, value: object) -> object:
+        """``"signal, critical"`` → the types; ``all`` (or empty) → all six."""
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        names = [str(t).strip().lower() for t in items if str(t).strip()]
+        if not names or names == ["all"]:
+            return tuple(AlertType)
+        known = {t.value for t in AlertType}
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an alert type (one of {', '.join(sorted(known))})")
+        return tuple(dict.fromkeys(AlertType(n) for n in names))
+
+    @field_validator("smtp_to", mode="before")
+    @classmethod
+    def _address_list(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        addresses = tuple(dict.fromkeys(str(a).strip() for a in items if str(a).strip()))
+        bad = [a for a in addresses if not _ADDRESS.fullmatch(a)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an e-mail address")
+        return addresses
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not _ADDRESS.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return None if value is None else value.strip()
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _api_url(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"must start with http:// or https://, not {url!r}")
+        return url.rstrip("/")
 
     @property
     def candle_interval(self) -> timedelta:

@@ -21,6 +21,7 @@ supervised through the same callable, for isolation on a multi-core machine.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -247,6 +248,27 @@ class Supervisor:
                 self._update(c.name, restarts=restarts)
             self._update(c.name, state="stopped", next_restart_in=None)
             logger.info("stopped")
+
+
+def run_async(main: Callable[[asyncio.Event], Awaitable[None]], stop: threading.Event) -> None:
+    """Run the asyncio ``main(done)`` in a loop of this thread's own, ``done`` set when
+    ``stop`` is: an asyncio component (a sink, the relay) as a supervised callable."""
+
+    async def runner() -> None:
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            done.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await main(done)
+        finally:
+            watcher.cancel()
+
+    asyncio.run(runner())
 
 
 def _now() -> str:
