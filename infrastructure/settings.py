@@ -125,6 +125,18 @@ class Settings(BaseSettings):
         "the past to stay behind real time for 12 hours.",
     )
 
+    dashboard_host: str = Field(
+        default="127.0.0.1",
+        description="Where `tradewatch run dashboard` listens (anything but loopback needs a "
+        "password).",
+    )
+    dashboard_port: int = Field(default=5006, ge=1, le=65_535, description="Its port.")
+    dashboard_allow_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Other origins whose pages may connect (a reverse proxy's, e.g. "
+        "https://dash.example.com), comma-separated.",
+    )
+
     # Alert sinks (docs/alerts.md "Sinks"): durable consumers of TRADEWATCH_ALERTS
     telegram_bot_token: SecretStr | None = Field(
         default=None, description="The Telegram bot's token (from @BotFather); unset: no sink."
@@ -251,6 +263,18 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"{bad[0]!r} is not an e-mail address")
         return addresses
+
+    @field_validator("dashboard_allow_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        origins = tuple(dict.fromkeys(str(o).strip().rstrip("/") for o in items if str(o).strip()))
+        bad = [o for o in origins if urlsplit(o).scheme not in ("http", "https")]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an origin (https://host[:port])")
+        return origins
 
     @field_validator("smtp_from")
     @classmethod
