@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from application.ports import Clock
+from infrastructure.settings import Settings
 
 DEMO_BEHIND_FOR = timedelta(hours=12)
 """How long an accelerated demo stays behind real time by default."""
@@ -161,6 +162,17 @@ def demo_start(
     30 days) that is about 120 days ago.
     """
     return now - history - behind_for * max(speed - 1.0, 0.0)
+
+
+def demo_clock(
+    settings: Settings, *, running: bool = False, now: datetime | None = None
+) -> DemoClock:
+    """The demo's clock from the settings: ``TRADEWATCH_DEMO_SPEED`` times real time, from
+    ``TRADEWATCH_DEMO_START`` or else :func:`demo_start`; paused unless ``running`` (the
+    demo records its history first)."""
+    wall = now or datetime.now(UTC)
+    start = settings.demo_start or demo_start(wall, settings.demo_speed)
+    return DemoClock(start, settings.demo_speed, running=running)
 
 
 def wait_until(

@@ -10,11 +10,13 @@ import itertools
 import math
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from application.ports import Clock
-from infrastructure.clock import DemoClock, WallClock, demo_start, wait_until
+from infrastructure.clock import DemoClock, WallClock, demo_clock, demo_start, wait_until
+from infrastructure.settings import Settings
 
 REAL = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 START = datetime(2026, 7, 1, tzinfo=UTC)
@@ -188,3 +190,28 @@ def test_the_demo_clock_is_thread_safe() -> None:
     assert len(seen) == 4
     for times in seen.values():
         assert all(a <= b for a, b in itertools.pairwise(times))
+
+
+def test_the_demo_clock_of_the_settings(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    default = demo_clock(Settings(home=tmp_path), now=now)
+    assert default.speed == 180.0 and not default.running
+    assert default.now() == demo_start(now, 180.0)
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    chosen = demo_clock(Settings(home=tmp_path, demo_start=start, demo_speed=60), running=True)
+    assert chosen.speed == 60.0 and chosen.running and chosen.now() >= start
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"demo_speed": "0"}, "greater than 0"),
+        ({"demo_speed": "inf"}, "finite number"),
+        ({"demo_start": "2026-01-05T09:00:00"}, "timezone info"),
+    ],
+)
+def test_bad_demo_settings_are_refused(
+    tmp_path: Path, values: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(home=tmp_path, **values)  # type: ignore[arg-type]
